@@ -1,0 +1,119 @@
+"""The one configuration object: frozen, read from the environment.
+
+Names in the environment (the public contract, see docs/contract.md):
+
+* ``KAFKA_BOOTSTRAP`` (default ``127.0.0.1:9092``) and ``REDIS_URL``
+  (default ``redis://127.0.0.1:6379/0``), unprefixed so they match docker-compose.yml;
+* everything else with the ``CUSTPULSE_`` prefix, e.g. ``CUSTPULSE_TOPIC_PREFIX``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from custpulse.errors import ConfigError
+
+SOURCES: tuple[str, ...] = ("customers", "behavior", "orders", "tickets")
+"""The four raw input sources; each has its own topic ``<prefix><source>``."""
+
+
+class Settings(BaseSettings):
+    """Frozen settings. Build with :func:`load_settings` to get readable errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CUSTPULSE_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "kafka_bootstrap"),
+        description="host:port[,host:port] of the Kafka brokers.",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="redis:// URL of the Redis that serves profiles.",
+    )
+    topic_prefix: str = Field("cp.", description="Prefix of every custpulse topic.")
+    redis_prefix: str = Field("cp:", description="Prefix of every custpulse Redis key.")
+    app_id: str = Field("custpulse", description="Faust app id = Kafka consumer group.")
+    partitions: int = Field(4, ge=1, le=256, description="Partitions of topics we create.")
+    replication_factor: int = Field(1, ge=1, le=16)
+    source_tz: str = Field(
+        "Asia/Shanghai", description="Zone in which naive source timestamps are read."
+    )
+    env: str = Field("prod", description="'dev' relaxes safety checks for local work.")
+    log_level: str = Field("info", description="Worker log level: crit/error/warn/info/debug.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = off.")
+
+    @field_validator("source_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"crit", "error", "warn", "info", "debug"}:
+            raise ValueError("must be one of crit, error, warn, info, debug")
+        return value
+
+    @field_validator("topic_prefix", "redis_prefix", "app_id")
+    @classmethod
+    def _no_spaces(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("must be non-empty and contain no whitespace")
+        return value
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        """The source zone as a ZoneInfo."""
+        return ZoneInfo(self.source_tz)
+
+    def topic(self, name: str) -> str:
+        """Full topic name: ``topic("orders") == "cp.orders"`` with the default prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def source_topics(self) -> dict[str, str]:
+        """Map source name -> raw input topic."""
+        return {source: self.topic(source) for source in SOURCES}
+
+    @property
+    def events_topic(self) -> str:
+        """Canonical events, repartitioned by user_id."""
+        return self.topic("events")
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self.topic("deadletter")
+
+    def internal_topics(self) -> list[str]:
+        return [self.events_topic, self.deadletter_topic]
+
+    def redis_key(self, *parts: str) -> str:
+        """``redis_key("profile", "U1") == "cp:profile:U1"`` with the default prefix."""
+        return self.redis_prefix + ":".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (and ``overrides``); one-sentence error if invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(
+            f"Invalid configuration ({problems}); fix the environment variable "
+            "(see docs/contract.md, 'Configuration')."
+        ) from None

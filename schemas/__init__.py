@@ -1,0 +1,1 @@
+"""Records that travel between stages, and how raw source values are read."""

@@ -1,0 +1,1 @@
+"""How state is kept and served: Faust tables, the Redis mirror."""

@@ -1,0 +1,55 @@
+"""The Redis mirror of per-user state.
+
+Key ``<redis_prefix>profile:<user_id>`` (default ``cp:profile:U000001``) is a hash:
+
+* ``events_total``: events counted for the user (all sources);
+* ``events_customers``, ``events_behavior``, ``events_orders``, ``events_tickets``;
+* ``last_event_time``: latest event time seen, ISO 8601 UTC;
+* ``updated_at``: processing time of the last write, ISO 8601 UTC.
+
+Writes set absolute values, so repeating one (after a redelivery) is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from custpulse.processors.counting import CountState, total
+from custpulse.settings import SOURCES, Settings
+
+
+def profile_key(settings: Settings, user_id: str) -> str:
+    return settings.redis_key("profile", user_id)
+
+
+def profile_fields(state: CountState, updated_at: str) -> dict[str, str]:
+    """The hash fields for one user's state (all values as strings)."""
+    fields = {"events_total": str(total(state))}
+    for source in SOURCES:
+        fields[f"events_{source}"] = str(state["by_source"].get(source, 0))
+    fields["last_event_time"] = state.get("last_event_time") or ""
+    fields["updated_at"] = updated_at
+    return fields
+
+
+def decode_profile(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A hash as read by redis-py (bytes or str) -> str dict."""
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+def scan_profiles(client: Any, settings: Settings) -> dict[str, dict[str, str]]:
+    """All mirrored profiles, user_id -> fields (a SCAN, for demos, tests and small stores)."""
+    prefix = profile_key(settings, "")
+    keys = sorted(client.scan_iter(match=prefix + "*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    profiles = {}
+    for key, raw in zip(keys, pipe.execute(), strict=True):
+        name = key.decode() if isinstance(key, bytes) else key
+        profiles[name[len(prefix) :]] = decode_profile(raw)
+    return profiles

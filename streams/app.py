@@ -1,0 +1,38 @@
+"""The Faust app, built from :class:`~custpulse.settings.Settings`."""
+
+from __future__ import annotations
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from custpulse.settings import Settings
+from custpulse.streams.agents import register_agents
+from custpulse.streams.metrics import Metrics, create_metrics
+
+
+def broker_urls(settings: Settings) -> list[str]:
+    return [f"kafka://{s.strip()}" for s in settings.kafka_bootstrap.split(",") if s.strip()]
+
+
+def create_app(
+    settings: Settings, registry: CollectorRegistry | None = None
+) -> tuple[faust.App, Metrics]:
+    """A Faust app with custpulse's topics, tables and agents. The app id is the consumer
+    group and the prefix of changelog topics (``<app_id>-event_counts-changelog``)."""
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(settings),
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        table_standby_replicas=0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    metrics = create_metrics(registry if registry is not None else CollectorRegistry())
+    register_agents(app, settings, metrics)
+    return app, metrics

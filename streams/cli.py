@@ -1,0 +1,124 @@
+"""The ``custpulse`` command line. Errors are one sentence on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+from custpulse.errors import CustpulseError, InputError
+from custpulse.settings import SOURCES, Settings, load_settings
+
+
+def _end_date(text: str) -> datetime:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="custpulse",
+        description="Real-time customer analytics on Kafka, Faust and Redis. "
+        "Configuration comes from the environment (see docs/contract.md).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser("worker", help="run the stream worker (Faust) until stopped")
+    worker.add_argument("--log-level", choices=["crit", "error", "warn", "info", "debug"])
+
+    imp = sub.add_parser("import", help="send a CSV or JSON-lines file to a source's topic")
+    imp.add_argument("source", choices=SOURCES)
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--keep-order", action="store_true", help="send in file order, unsorted")
+    imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    gen = sub.add_parser("generate", help="synthetic customers and events, to files or topics")
+    gen.add_argument("--customers", type=int, default=200, help="number of customers")
+    gen.add_argument("--months", type=int, default=6, help="months of history before --end")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (same seed, same data)")
+    gen.add_argument(
+        "--end", type=_end_date, default=None,
+        help="last day of the history, YYYY-MM-DD, midnight UTC (default: today)",
+    )
+    gen.add_argument("--churn-share", type=float, default=0.2, help="share of churners 0..1")
+    target = gen.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="folder to write one file per source into")
+    target.add_argument("--to-topics", action="store_true", help="send straight to the topics")
+    gen.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    gen.add_argument("--no-progress", action="store_true")
+
+    topics = sub.add_parser("topics", help="list custpulse topics with partitions and messages")
+    topics.add_argument("--create", action="store_true", help="create missing topics first")
+
+    lag = sub.add_parser("lag", help="consumer-group lag per topic and partition")
+    lag.add_argument("--group", help="consumer group (default: the app id)")
+
+    status = sub.add_parser("status", help="what the worker has built: counts and profiles")
+    status.add_argument("--profiles", type=int, default=3, help="sample profiles to print")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return _run(args, settings)
+    except CustpulseError as exc:
+        print(f"custpulse: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "worker":
+        from custpulse.streams.worker import run_worker
+
+        return run_worker(settings, args.log_level)
+    if args.command == "import":
+        from custpulse.streams.importer import import_file
+
+        summary = import_file(
+            settings, args.source, args.file, args.keep_order, progress=not args.no_progress
+        )
+        print(summary.line())
+        return 0 if summary.failed == 0 else 1
+    if args.command == "generate":
+        from custpulse.streams.generate import generate_command
+
+        return generate_command(settings, args)
+    if args.command == "topics":
+        from custpulse.streams.admin import describe_topics, ensure_topics
+
+        if args.create:
+            created = ensure_topics(settings)
+            print(f"created: {', '.join(created) or 'none (all exist)'}")
+        print(f"{'topic':<48} {'partitions':>10} {'messages':>10}")
+        for info in describe_topics(settings):
+            print(f"{info.name:<48} {info.partitions:>10} {info.messages:>10}")
+        return 0
+    if args.command == "lag":
+        from custpulse.streams.admin import consumer_lag
+
+        rows = consumer_lag(settings, args.group)
+        print(f"group {args.group or settings.app_id}")
+        print(f"{'topic':<40} {'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}")
+        for r in rows:
+            done = "-" if r.committed is None else str(r.committed)
+            print(f"{r.topic:<40} {r.partition:>9} {done:>10} {r.end:>10} {r.lag:>8}")
+        print(f"total lag {sum(r.lag for r in rows)}")
+        return 0
+    if args.command == "status":
+        from custpulse.streams.status import print_status
+
+        return print_status(settings, args.profiles)
+    raise InputError(f"unknown command {args.command!r}")  # argparse prevents this
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""``custpulse worker``: check the servers, create topics, then run the Faust worker."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from prometheus_client import REGISTRY, start_http_server
+
+from custpulse.settings import Settings
+from custpulse.streams.admin import check_redis, ensure_topics
+from custpulse.streams.app import create_app
+
+log = logging.getLogger("custpulse.worker")
+
+
+def run_worker(settings: Settings, log_level: str | None = None) -> int:
+    """Run until SIGTERM/SIGINT. Raises ServiceUnavailable (one sentence) if Kafka or Redis
+    cannot be reached at start."""
+    check_redis(settings).close()
+    created = ensure_topics(settings)
+    app, _metrics = create_app(settings, registry=REGISTRY)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104
+    worker = faust.Worker(app, loglevel=log_level or settings.log_level, quiet=True)
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,145 @@
+"""Generate -> import -> worker -> table and Redis, checked against pandas over the same files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import redis
+
+from custpulse.settings import SOURCES, Settings
+from custpulse.state.redis_mirror import scan_profiles
+from custpulse.state.tables import EVENT_COUNTS
+
+from .conftest import WorkerProcess, run_cli, wait_drained
+from .kafka_read import end_offsets, read_topic, table_from_changelog
+
+GEN = ("--customers", "40", "--months", "3", "--seed", "11", "--end", "2026-10-31")
+
+
+def expected_counts(folder: Path) -> pd.DataFrame:
+    """Independent reference: rows per user and source, straight from the files."""
+    frames = []
+    for source in SOURCES:
+        df = pd.read_json(folder / f"{source}.jsonl", lines=True, dtype={"user_id": str})
+        frames.append(df.assign(source=source)[["user_id", "source"]])
+    rows = pd.concat(frames)
+    table = rows.groupby(["user_id", "source"]).size().unstack(fill_value=0)
+    return table.reindex(columns=list(SOURCES), fill_value=0)
+
+
+def observed_redis(settings: Settings) -> pd.DataFrame:
+    client = redis.Redis.from_url(settings.redis_url)
+    profiles = scan_profiles(client, settings)
+    client.close()
+    df = pd.DataFrame(
+        {u: {s: int(p[f"events_{s}"]) for s in SOURCES} | {"total": int(p["events_total"])}
+         for u, p in profiles.items()}
+    ).T.sort_index()
+    df.index.name = "user_id"
+    return df
+
+
+def observed_table(settings: Settings) -> pd.DataFrame:
+    table = table_from_changelog(settings, EVENT_COUNTS)
+    df = pd.DataFrame(
+        {u: {s: v["by_source"].get(s, 0) for s in SOURCES} | {"ids": len(v["ids"])}
+         for u, v in table.items()}
+    ).T.sort_index()
+    df.index.name = "user_id"
+    return df
+
+
+def import_all(settings: Settings, folder: Path) -> None:
+    for source in SOURCES:
+        result = run_cli(settings, "import", source, str(folder / f"{source}.jsonl"))
+        assert result.returncode == 0, result.stderr
+        assert "failed 0" in result.stdout, result.stdout
+
+
+def test_every_generated_event_counted_once_in_table_and_redis(
+    settings: Settings, worker: WorkerProcess, tmp_path: Path
+):
+    data = tmp_path / "gen"
+    result = run_cli(settings, "generate", *GEN, "--out", str(data))
+    assert result.returncode == 0, result.stderr
+    expected = expected_counts(data)
+    n_events = int(expected.to_numpy().sum())
+    assert n_events > 1000 and len(expected) == 40
+
+    # Straight to the topics first: the same bytes a file holds, so the same event ids.
+    result = run_cli(settings, "generate", *GEN, "--to-topics", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    worker.start()
+    wait_drained(settings, worker)
+
+    redis_view = observed_redis(settings)
+    pd.testing.assert_frame_equal(redis_view[list(SOURCES)], expected, check_dtype=False,
+                                  check_names=False)
+    assert (redis_view["total"] == expected.sum(axis=1)).all()
+    table_view = observed_table(settings)
+    pd.testing.assert_frame_equal(table_view[list(SOURCES)], expected, check_dtype=False,
+                                  check_names=False)
+    assert (table_view["ids"] == expected.sum(axis=1)).all()
+    changelog = f"{settings.app_id}-{EVENT_COUNTS}-changelog"
+    writes_before = sum(end_offsets(settings, changelog).values())
+    assert writes_before == n_events  # one table write per new event, none per duplicate
+
+    # The same data again, this time through files: nothing changes.
+    import_all(settings, data)
+    wait_drained(settings, worker)
+    pd.testing.assert_frame_equal(observed_redis(settings), redis_view)
+    pd.testing.assert_frame_equal(observed_table(settings), table_view)
+    assert sum(end_offsets(settings, changelog).values()) == writes_before
+    assert read_topic(settings, settings.deadletter_topic) == []
+
+    # Restart: state comes back from the changelog; a new file adds exactly its rows.
+    assert worker.stop() == 0
+    extra = tmp_path / "extra.jsonl"
+    first_user = expected.index[0]
+    rows = [
+        {"user_id": first_user, "order_time": "2026-10-30 12:00:00", "amount": 10, "order_id": "X1"},
+        {"user_id": first_user, "order_time": "2026-10-30 12:00:00", "amount": 10, "order_id": "X1"},
+        {"user_id": "NEW-1", "order_time": 1793000000, "amount": 0},
+    ]
+    extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    worker.start()
+    result = run_cli(settings, "import", "orders", str(extra))
+    assert result.returncode == 0 and "rows read 3, sent 3, failed 0" in result.stdout
+    run_cli(settings, "import", "orders", str(extra))  # a repeat of the whole file
+    wait_drained(settings, worker)
+    after = observed_redis(settings)
+    assert int(after.loc[first_user, "orders"]) == int(expected.loc[first_user, "orders"]) + 2
+    assert int(after.loc["NEW-1", "total"]) == 1
+    assert int(after["total"].sum()) == n_events + 3
+    assert int(observed_table(settings)["ids"].sum()) == n_events + 3
+
+
+def test_bad_records_go_to_the_dead_letter_topic_with_reasons(
+    settings: Settings, worker: WorkerProcess, tmp_path: Path
+):
+    lines = [
+        json.dumps({"user_id": "U1", "behavior_time": "2026-01-01 10:00:00", "phone": "13800138000"}),
+        json.dumps({"behavior_time": "2026-01-01 10:00:00", "phone": "13800138000"}),
+        json.dumps({"user_id": "U2", "behavior_time": "someday", "phone": "13800138000"}),
+        json.dumps({"user_id": "U3"}),
+        "{not json 13800138000",
+    ]
+    path = tmp_path / "behavior.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    worker.start()
+    result = run_cli(settings, "import", "behavior", str(path))
+    assert result.returncode == 1  # one row could not even be parsed
+    assert "rows read 5, sent 4, failed 1" in result.stdout
+    assert "row 5: not_json" in result.stderr and "13800138000" not in result.stderr
+    wait_drained(settings, worker)
+    letters = [json.loads(v) for _, v in read_topic(settings, settings.deadletter_topic)]
+    assert sorted(x["reason"]["code"] for x in letters) == [
+        "bad_event_time", "missing_event_time", "missing_user_id",
+    ]
+    for letter in letters:
+        assert letter["topic"] == settings.topic("behavior") and letter["offset"] >= 0
+        assert "13800138000" not in json.dumps(letter)
+    assert observed_redis(settings)["total"].to_dict() == {"U1": 1}
+    assert "13800138000" not in worker.log()

@@ -1,0 +1,150 @@
+"""Import decisions: parsing CSV/JSONL, deterministic ids, ordering by event time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from custpulse.processors.importing import (
+    ImportRow,
+    content_hash,
+    detect_format,
+    file_event_id,
+    parse_rows,
+    prepare,
+    record_key,
+    to_csv,
+    to_jsonl,
+)
+
+SH = ZoneInfo("Asia/Shanghai")
+
+JSONL = (
+    b'{"user_id": "U2", "order_time": "2024-03-02 10:00:00", "amount": 5}\n'
+    b"\n"
+    b'{"user_id": "U1", "order_time": "2024-03-01 10:00:00", "amount": 7}\n'
+    b"not json at all\n"
+    b'["a list"]\n'
+    b'{"user_id": "U1", "order_time": "2024-03-01 10:00:00", "amount": 7}\n'
+)
+
+
+def test_jsonl_rows_keep_line_numbers_and_errors():
+    rows = parse_rows(JSONL, "jsonl")
+    assert [r.row_number for r in rows] == [1, 3, 4, 5, 6]
+    assert [r.error for r in rows] == [None, None, "not_json", "not_object", None]
+    assert rows[0].record == {"user_id": "U2", "order_time": "2024-03-02 10:00:00", "amount": 5}
+
+
+def test_csv_rows_empty_cell_is_missing_and_extra_cells_are_errors():
+    data = "客户ID,user_id,order_time,amount\n,U1,2024-03-01 10:00:00,12.5\nx,U2,t,1,EXTRA\n"
+    rows = parse_rows(data.encode("utf-8-sig"), "csv")
+    assert rows[0] == ImportRow(
+        1, record={"客户ID": None, "user_id": "U1", "order_time": "2024-03-01 10:00:00",
+                   "amount": "12.5"}
+    )
+    assert rows[1].error == "csv_extra_fields"
+
+
+def test_csv_in_gb18030_is_read():
+    data = "user_id,region\nU1,广东省深圳市\n".encode("gb18030")
+    assert parse_rows(data, "csv")[0].record == {"user_id": "U1", "region": "广东省深圳市"}
+
+
+def test_csv_quoted_newline_is_one_row():
+    data = b'user_id,note\nU1,"two\nlines"\nU2,x\n'
+    rows = parse_rows(data, "csv")
+    assert [r.record["user_id"] for r in rows] == ["U1", "U2"]
+    assert rows[0].record["note"] == "two\nlines"
+
+
+def test_detect_format():
+    assert detect_format("a/b/Orders.csv") == "csv"
+    assert detect_format("x.ndjson") == "jsonl"
+    with pytest.raises(ValueError):
+        detect_format("orders.xlsx")
+
+
+def test_ids_are_deterministic_and_identical_rows_differ():
+    rows = parse_rows(JSONL, "jsonl")
+    h = content_hash(JSONL)
+    first = prepare(rows, "orders", h, SH, keep_order=True)
+    again = prepare(parse_rows(JSONL, "jsonl"), "orders", content_hash(JSONL), SH, True)
+    ids = [r.record["event_id"] for r in first if r.ok]
+    assert ids == [r.record["event_id"] for r in again if r.ok]
+    # rows 3 and 6 are byte-identical but are two events
+    assert len(set(ids)) == 3
+    assert ids[1] == file_event_id("orders", h, 3)
+    assert ids[2] == file_event_id("orders", h, 6)
+    assert all(i.startswith("f-") and len(i) == 22 for i in ids)
+
+
+def test_a_changed_file_gives_new_ids_and_source_matters():
+    h1, h2 = content_hash(JSONL), content_hash(JSONL + b"\n")
+    assert file_event_id("orders", h1, 1) != file_event_id("orders", h2, 1)
+    assert file_event_id("orders", h1, 1) != file_event_id("behavior", h1, 1)
+
+
+def test_own_event_id_is_kept():
+    data = b'{"user_id": "U1", "event_id": "E-42", "order_time": "2024-01-01"}\n'
+    (row,) = prepare(parse_rows(data, "jsonl"), "orders", content_hash(data), SH)
+    assert row.record["event_id"] == "E-42"
+
+
+def test_sorting_by_event_time_across_formats_and_zones():
+    data = (
+        b'{"user_id": "A", "order_time": "2024-03-01 09:00:00"}\n'  # 01:00 UTC
+        b'{"user_id": "B", "order_time": "2024-03-01T00:30:00+00:00"}\n'  # 00:30 UTC
+        b'{"user_id": "C", "order_time": "garbage"}\n'
+        b'{"user_id": "D", "order_time": 1709251200}\n'  # 2024-03-01 00:00 UTC
+        b'{"user_id": "E", "order_time": "2024-03-01 08:30:00"}\n'  # 00:30 UTC, tie with B
+        b'{"user_id": "F"}\n'
+    )
+    rows = prepare(parse_rows(data, "jsonl"), "orders", content_hash(data), SH)
+    assert [r.record["user_id"] for r in rows] == ["D", "B", "E", "A", "C", "F"]
+    assert rows[0].event_time == datetime(2024, 3, 1, tzinfo=UTC)
+    kept = prepare(parse_rows(data, "jsonl"), "orders", content_hash(data), SH, keep_order=True)
+    assert [r.record["user_id"] for r in kept] == ["A", "B", "C", "D", "E", "F"]
+
+
+def test_customers_sort_by_register_date_and_tickets_by_opened_at():
+    data = (
+        b'{"user_id": "A", "register_date": "2024-05-01 00:00:00"}\n'
+        b'{"user_id": "B", "register_date": "2023-05-01 00:00:00"}\n'
+    )
+    rows = prepare(parse_rows(data, "jsonl"), "customers", content_hash(data), SH)
+    assert [r.record["user_id"] for r in rows] == ["B", "A"]
+    data = b'{"user_id": "A", "opened_at": "2024-05-02"}\n{"user_id": "B", "opened_at": "2024-05-01"}\n'
+    rows = prepare(parse_rows(data, "jsonl"), "tickets", content_hash(data), SH)
+    assert [r.record["user_id"] for r in rows] == ["B", "A"]
+
+
+def test_unreadable_rows_pass_through_prepare():
+    rows = prepare(parse_rows(JSONL, "jsonl"), "orders", content_hash(JSONL), SH)
+    assert sum(1 for r in rows if not r.ok) == 2
+    assert len(rows) == 5
+
+
+@pytest.mark.parametrize(
+    ("record", "key"),
+    [({"user_id": "U1"}, "U1"), ({"user_id": 17}, "17"), ({"user_id": " "}, None),
+     ({}, None), ({"user_id": ["x"]}, None)],
+)
+def test_record_key(record, key):
+    assert record_key(record) == key
+
+
+def test_writers_round_trip_through_the_parser():
+    records = [
+        {"user_id": "U1", "items": [{"product_id": "P1", "category": "服装"}], "flag": True,
+         "closed_at": None, "amount": 1.5},
+        {"user_id": "U2", "extra": "只在第二行"},
+    ]
+    back = [r.record for r in parse_rows(to_jsonl(records), "jsonl")]
+    assert back == records
+    csv_back = [r.record for r in parse_rows(to_csv(records), "csv")]
+    assert csv_back[0] == {"user_id": "U1", "items": '[{"product_id": "P1", "category": "服装"}]',
+                           "flag": "true", "closed_at": None, "amount": "1.5", "extra": None}
+    assert csv_back[1]["extra"] == "只在第二行"
