@@ -104,13 +104,27 @@ class Settings(BaseSettings):
         return self.redis_prefix + ":".join(parts)
 
 
+_UNPREFIXED = {"kafka_bootstrap": "KAFKA_BOOTSTRAP", "redis_url": "REDIS_URL"}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``.
+
+    >>> env_name("topic_prefix"), env_name("redis_url")
+    ('CUSTPULSE_TOPIC_PREFIX', 'REDIS_URL')
+    """
+    if field in _UNPREFIXED or field in _UNPREFIXED.values():
+        return _UNPREFIXED.get(field, field)
+    return "CUSTPULSE_" + field.upper() if field else "settings"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment (and ``overrides``); one-sentence error if invalid."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            f"{env_name(str(err['loc'][0]) if err['loc'] else '')}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(

@@ -124,7 +124,21 @@ def ensure_topics(settings: Settings) -> list[str]:
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
+        _wait_visible(admin, [t.name for t in missing])
     return created
+
+
+def _wait_visible(admin: KafkaAdminClient, names: list[str], timeout: float = 15.0) -> None:
+    """Wait until new topics show in metadata with leaders (creation is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for meta in admin.describe_topics(sorted(pending)):
+            parts = meta.get("partitions") or []
+            if meta.get("error_code", 0) == 0 and parts and all(p["leader"] >= 0 for p in parts):
+                pending.discard(meta["topic"])
+        if pending:
+            time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -97,12 +97,13 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
+        self.env: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [CLI, "worker"], env=env_for(self.settings), stdout=log, stderr=subprocess.STDOUT,
+            [CLI, "worker"], env=env_for(self.settings, **self.env), stdout=log, stderr=subprocess.STDOUT,
             cwd=ROOT, start_new_session=True,
         )
         log.close()
@@ -127,6 +128,12 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcess]:
     proc = WorkerProcess(settings, tmp_path / "worker.log")
     yield proc
     proc.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_drained(settings: Settings, worker: WorkerProcess, timeout: float = 180) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from custpulse.settings import SOURCES, Settings
 from custpulse.state.redis_mirror import scan_profiles
 from custpulse.state.tables import EVENT_COUNTS
 
-from .conftest import WorkerProcess, run_cli, wait_drained
+from .conftest import WorkerProcess, free_port, run_cli, wait_drained
 from .kafka_read import end_offsets, read_topic, table_from_changelog
 
 GEN = ("--customers", "40", "--months", "3", "--seed", "11", "--end", "2026-10-31")
@@ -128,6 +130,8 @@ def test_bad_records_go_to_the_dead_letter_topic_with_reasons(
     ]
     path = tmp_path / "behavior.jsonl"
     path.write_text("\n".join(lines) + "\n")
+    port = free_port()
+    worker.env["CUSTPULSE_METRICS_PORT"] = str(port)
     worker.start()
     result = run_cli(settings, "import", "behavior", str(path))
     assert result.returncode == 1  # one row could not even be parsed
@@ -143,3 +147,18 @@ def test_bad_records_go_to_the_dead_letter_topic_with_reasons(
         assert "13800138000" not in json.dumps(letter)
     assert observed_redis(settings)["total"].to_dict() == {"U1": 1}
     assert "13800138000" not in worker.log()
+
+    # Counters add up: in = accepted + dead-lettered + duplicates.
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert "13800138000" not in text
+    samples = {
+        (m.name, tuple(sorted(s.labels.items()))): s.value
+        for m in text_string_to_metric_families(text) for s in m.samples
+    }
+    src = (("source", "behavior"),)
+    assert samples[("custpulse_events_in", src)] == 4
+    assert samples[("custpulse_events_accepted", src)] == 1
+    dead = sum(v for (name, labels), v in samples.items()
+               if name == "custpulse_events_deadlettered" and ("source", "behavior") in labels)
+    assert dead == 3
+    assert samples.get(("custpulse_events_duplicate", src), 0) == 0

@@ -1,0 +1,56 @@
+"""The CLI against the real stack, and its one-sentence errors when a server is missing."""
+
+from __future__ import annotations
+
+from custpulse.settings import Settings
+
+from .conftest import run_cli
+
+
+def _one_sentence(result, *words):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    err = result.stderr.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("custpulse: ")
+    for word in words:
+        assert word in err
+
+
+def test_missing_kafka_is_one_sentence(settings: Settings):
+    for command in (["worker"], ["topics"], ["lag"]):
+        result = run_cli(settings, *command, KAFKA_BOOTSTRAP="127.0.0.1:1", timeout=60)
+        _one_sentence(result, "Cannot reach Kafka at 127.0.0.1:1", "make stack-up")
+
+
+def test_missing_redis_is_one_sentence(settings: Settings):
+    result = run_cli(settings, "worker", REDIS_URL="redis://127.0.0.1:1/0", timeout=60)
+    _one_sentence(result, "Cannot reach Redis at redis://127.0.0.1:1/0", "REDIS_URL")
+
+
+def test_bad_config_is_one_sentence(settings: Settings):
+    result = run_cli(settings, "topics", CUSTPULSE_PARTITIONS="many")
+    _one_sentence(result, "CUSTPULSE_PARTITIONS")
+
+
+def test_missing_import_file_is_one_sentence(settings: Settings, tmp_path):
+    result = run_cli(settings, "import", "orders", str(tmp_path / "nope.jsonl"))
+    _one_sentence(result, "Cannot read", "nope.jsonl")
+
+
+def test_topics_and_lag_list_our_topics(settings: Settings, tmp_path):
+    result = run_cli(settings, "topics", "--create")
+    assert result.returncode == 0, result.stderr
+    for source in ("customers", "behavior", "orders", "tickets", "events", "deadletter"):
+        line = next(x for x in result.stdout.splitlines() if x.startswith(settings.topic(source)))
+        assert line.split()[1:] == ["4", "0"]
+    data = tmp_path / "t.csv"
+    data.write_text("user_id,opened_at\nU1,2024-01-01 10:00:00\nU2,2024-01-02 10:00:00\n")
+    assert run_cli(settings, "import", "tickets", str(data)).returncode == 0
+    result = run_cli(settings, "topics")
+    line = next(x for x in result.stdout.splitlines() if x.startswith(settings.topic("tickets")))
+    assert line.split()[1:] == ["4", "2"]
+    result = run_cli(settings, "lag")
+    assert result.returncode == 0, result.stderr
+    assert f"group {settings.app_id}" in result.stdout
+    assert result.stdout.strip().endswith("total lag 2")  # nobody consumed yet

@@ -1,0 +1,68 @@
+"""The one settings object: env names, defaults, readable errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from custpulse.errors import ConfigError
+from custpulse.settings import load_settings
+
+ENV = ("KAFKA_BOOTSTRAP", "REDIS_URL", "CUSTPULSE_TOPIC_PREFIX", "CUSTPULSE_PARTITIONS",
+       "CUSTPULSE_SOURCE_TZ", "CUSTPULSE_REDIS_PREFIX", "CUSTPULSE_APP_ID", "CUSTPULSE_LOG_LEVEL")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults():
+    s = load_settings()
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.source_topics() == {"customers": "cp.customers", "behavior": "cp.behavior",
+                                 "orders": "cp.orders", "tickets": "cp.tickets"}
+    assert s.events_topic == "cp.events" and s.deadletter_topic == "cp.deadletter"
+    assert s.redis_key("profile", "U1") == "cp:profile:U1"
+    assert str(s.zone) == "Asia/Shanghai"
+
+
+def test_env_names(monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP", "k1:9092,k2:9092")
+    monkeypatch.setenv("REDIS_URL", "redis://r:6380/1")
+    monkeypatch.setenv("CUSTPULSE_TOPIC_PREFIX", "acme.")
+    monkeypatch.setenv("CUSTPULSE_PARTITIONS", "8")
+    monkeypatch.setenv("CUSTPULSE_LOG_LEVEL", "WARN")
+    s = load_settings()
+    assert s.kafka_bootstrap == "k1:9092,k2:9092"
+    assert s.redis_url == "redis://r:6380/1"
+    assert s.topic("orders") == "acme.orders"
+    assert s.partitions == 8
+    assert s.log_level == "warn"
+
+
+def test_settings_are_frozen():
+    s = load_settings()
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError
+        s.partitions = 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("CUSTPULSE_PARTITIONS", "zero", "CUSTPULSE_PARTITIONS"),
+        ("CUSTPULSE_PARTITIONS", "0", "greater than or equal to 1"),
+        ("CUSTPULSE_SOURCE_TZ", "Mars/Base", "unknown time zone"),
+        ("CUSTPULSE_TOPIC_PREFIX", "a b", "whitespace"),
+        ("CUSTPULSE_LOG_LEVEL", "loud", "CUSTPULSE_LOG_LEVEL"),
+    ],
+)
+def test_bad_values_give_one_sentence(monkeypatch, name, value, words):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert words in message
+    assert "\n" not in message
+    assert message.endswith("(see docs/contract.md, 'Configuration').")
