@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
     env: str = Field("prod", description="'dev' relaxes safety checks for local work.")
     log_level: str = Field("info", description="Worker log level: crit/error/warn/info/debug.")
+    data_dir: str = Field(
+        ".custpulse-data", description="Folder for the worker's local table data."
+    )
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = off.")
 
     @field_validator("source_tz")

@@ -23,6 +23,7 @@ def create_app(
         settings.app_id,
         broker=broker_urls(settings),
         store="memory://",
+        datadir=f"{settings.data_dir}/{settings.app_id}",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,

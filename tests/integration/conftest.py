@@ -101,6 +101,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
+        self.env.setdefault("CUSTPULSE_DATA_DIR", str(self.log_path.parent / "data"))
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [CLI, "worker"], env=env_for(self.settings, **self.env), stdout=log, stderr=subprocess.STDOUT,
