@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import faust
 from prometheus_client import REGISTRY, start_http_server
 
+from custpulse.errors import ConfigError
 from custpulse.settings import Settings
 from custpulse.streams.admin import check_redis, ensure_topics
 from custpulse.streams.app import create_app
@@ -17,6 +19,13 @@ log = logging.getLogger("custpulse.worker")
 def run_worker(settings: Settings, log_level: str | None = None) -> int:
     """Run until SIGTERM/SIGINT. Raises ServiceUnavailable (one sentence) if Kafka or Redis
     cannot be reached at start."""
+    try:
+        Path(settings.data_dir, settings.app_id).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot create the data folder {settings.data_dir!r} ({exc.strerror}): "
+            "set CUSTPULSE_DATA_DIR to a writable folder."
+        ) from None
     check_redis(settings).close()
     created = ensure_topics(settings)
     app, _metrics = create_app(settings, registry=REGISTRY)
