@@ -12,11 +12,34 @@ Writes set absolute values, so repeating one (after a redelivery) is harmless.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from custpulse.processors.counting import CountState, total
 from custpulse.settings import SOURCES, Settings
+
+log = logging.getLogger("custpulse.redis")
+
+RETRY_MAX_DELAY_S = 5.0
+
+
+async def write_profile(client: Any, key: str, fields: Mapping[str, str]) -> None:
+    """HSET ``fields`` on ``key``, retrying with backoff (0.1 s doubling to 5 s) until Redis
+    accepts it. The caller's offset does not advance meanwhile, so a Redis outage delays the
+    mirror but never skips a write. Logs carry the error type only, never values."""
+    delay = 0.1
+    while True:
+        try:
+            await client.hset(key, mapping=dict(fields))
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("Redis write failed (%s); retrying in %.1f s", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
 
 def profile_key(settings: Settings, user_id: str) -> str:

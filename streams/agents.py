@@ -17,7 +17,7 @@ from custpulse.processors.ingest import Accepted, Position, Rejected, ingest
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import to_iso
 from custpulse.settings import Settings
-from custpulse.state.redis_mirror import profile_fields, profile_key
+from custpulse.state.redis_mirror import profile_fields, profile_key, write_profile
 from custpulse.state.tables import event_counts_table
 from custpulse.streams.metrics import Metrics
 
@@ -105,9 +105,10 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     metrics.duplicates.labels(canonical.source).inc()
                 # Mirror also on a duplicate: after a crash the table may hold the event while
                 # Redis does not yet. The write sets absolute values, so repeating it is safe.
-                await client.hset(
+                await write_profile(
+                    client,
                     profile_key(settings, canonical.user_id),
-                    mapping=profile_fields(state, to_iso(datetime.now(UTC))),
+                    profile_fields(state, to_iso(datetime.now(UTC))),
                 )
                 metrics.fold_seconds.observe(time.perf_counter() - started)
         finally:
