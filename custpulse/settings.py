@@ -12,10 +12,13 @@ from __future__ import annotations
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from custpulse.errors import ConfigError
+
+DEV_PII_SECRET = "custpulse-development-secret-do-not-use-in-production"  # noqa: S105
+"""The default PII token secret: the worker refuses it unless ``CUSTPULSE_ENV=dev``."""
 
 SOURCES: tuple[str, ...] = ("customers", "behavior", "orders", "tickets")
 """The four raw input sources; each has its own topic ``<prefix><source>``."""
@@ -48,6 +51,24 @@ class Settings(BaseSettings):
     )
     env: str = Field("prod", description="'dev' relaxes safety checks for local work.")
     log_level: str = Field("info", description="Worker log level: crit/error/warn/info/debug.")
+    pii_secret: SecretStr = Field(
+        SecretStr(DEV_PII_SECRET), description="Key of the HMAC-SHA256 tokens for PII joins."
+    )
+    pii_secret_file: str | None = Field(
+        None, description="File holding the PII secret (wins over CUSTPULSE_PII_SECRET)."
+    )
+    mapping: str | None = Field(
+        None, description="YAML field mapping merged over the shipped defaults."
+    )
+    max_future_skew_s: float = Field(
+        300.0, ge=0, description="Events later than now + this many seconds are rejected."
+    )
+    dedupe_max_ids: int = Field(
+        5000, ge=10, description="Event ids remembered per customer for deduplication."
+    )
+    session_timeout_s: float = Field(
+        30.0, ge=6, le=300, description="Kafka group session timeout of the worker, seconds."
+    )
     data_dir: str = Field(
         ".custpulse-data", description="Folder for the worker's local table data."
     )
@@ -76,6 +97,29 @@ class Settings(BaseSettings):
         if not value or any(c.isspace() for c in value):
             raise ValueError("must be non-empty and contain no whitespace")
         return value
+
+    def secret_bytes(self) -> bytes:
+        """The PII token key: the secret file's content (stripped) if set, else the env value."""
+        if self.pii_secret_file:
+            try:
+                with open(self.pii_secret_file, "rb") as handle:
+                    secret = handle.read().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot read CUSTPULSE_PII_SECRET_FILE {self.pii_secret_file!r} "
+                    f"({exc.strerror}): point it at a readable file holding the secret."
+                ) from None
+        else:
+            secret = self.pii_secret.get_secret_value().encode()
+        if len(secret) < 16:
+            raise ConfigError(
+                "The PII secret is shorter than 16 bytes: set CUSTPULSE_PII_SECRET (or "
+                "CUSTPULSE_PII_SECRET_FILE) to a long random value."
+            )
+        return secret
+
+    def uses_dev_secret(self) -> bool:
+        return self.secret_bytes() == DEV_PII_SECRET.encode()
 
     @cached_property
     def zone(self) -> ZoneInfo:

@@ -2,10 +2,17 @@
 
 State (a JSON-ready dict, kept in a changelog-backed table)::
 
-    {"by_source": {"orders": 3, ...}, "ids": ["f-...", ...], "last_event_time": "..."}
+    {"by_source": {"orders": 3, ...},
+     "ids": {"f-...": 1710469800000, ...},   # event id -> event time, epoch milliseconds
+     "floor": 1700000000000 | None,          # newest event time ever evicted from "ids"
+     "last_event_time": "2024-03-15T02:30:00.000+00:00"}
 
 The ids applied live in the same value they changed, so replaying an event after a crash
-(its changelog write may already be durable) changes nothing.
+(its changelog write may already be durable) changes nothing. Memory per customer is bounded:
+at most ``max_ids`` ids are kept, the oldest by event time are evicted first, and ``floor``
+remembers how far eviction went. An unknown id at or before ``floor`` cannot be told apart
+from a repeat of an evicted event, so it is neither counted nor dropped: the verdict
+``beyond_horizon`` sends it to the dead-letter topic with that reason.
 """
 
 from __future__ import annotations
@@ -16,13 +23,22 @@ from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import to_iso
 
 CountState = dict[str, Any]
-Verdict = Literal["accepted", "duplicate"]
+Verdict = Literal["accepted", "duplicate", "beyond_horizon"]
+
+DEFAULT_MAX_IDS = 5000
 
 
-def fold_count(state: CountState | None, event: CanonicalEvent) -> tuple[CountState, Verdict]:
-    """Apply ``event`` to ``state``; return the new state and whether it was new.
+def _millis(event: CanonicalEvent) -> int:
+    return int(round(event.event_time.timestamp() * 1000))
 
-    The input state is not modified.
+
+def fold_count(
+    state: CountState | None, event: CanonicalEvent, max_ids: int = DEFAULT_MAX_IDS
+) -> tuple[CountState, Verdict]:
+    """Apply ``event`` to ``state``; return the new state and the verdict.
+
+    The input state is not modified; on ``duplicate`` and ``beyond_horizon`` it is returned
+    as it is.
 
     >>> from datetime import datetime, UTC
     >>> ev = CanonicalEvent("e1", "orders", "U1", datetime(2024, 1, 1, tzinfo=UTC))
@@ -31,15 +47,31 @@ def fold_count(state: CountState | None, event: CanonicalEvent) -> tuple[CountSt
     >>> s, v = fold_count(s, ev); v, total(s)
     ('duplicate', 1)
     """
-    if state is not None and event.event_id in state["ids"]:
+    if state is None:
+        state = {"by_source": {}, "ids": {}, "floor": None, "last_event_time": None}
+    if event.event_id in state["ids"]:
         return state, "duplicate"
-    by_source = dict(state["by_source"]) if state is not None else {}
+    moment = _millis(event)
+    floor = state.get("floor")
+    if floor is not None and moment <= floor:
+        return state, "beyond_horizon"
+    by_source = dict(state["by_source"])
     by_source[event.source] = by_source.get(event.source, 0) + 1
-    ids = [*state["ids"], event.event_id] if state is not None else [event.event_id]
-    moment = to_iso(event.event_time)
-    last = state.get("last_event_time") if state is not None else None
+    ids = dict(state["ids"])
+    ids[event.event_id] = moment
+    while len(ids) > max_ids:
+        oldest = min(ids, key=lambda i: (ids[i], i))
+        evicted = ids.pop(oldest)
+        floor = evicted if floor is None else max(floor, evicted)
+    iso = to_iso(event.event_time)
+    last = state.get("last_event_time")
     return (
-        {"by_source": by_source, "ids": ids, "last_event_time": max(last or moment, moment)},
+        {
+            "by_source": by_source,
+            "ids": ids,
+            "floor": floor,
+            "last_event_time": iso if last is None else max(last, iso),
+        },
         "accepted",
     )
 

@@ -18,7 +18,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Literal
@@ -36,6 +36,8 @@ class ImportRow:
     record: dict[str, Any] | None = None
     error: str | None = None
     event_time: datetime | None = field(default=None, compare=False)
+    raw: str | None = field(default=None, compare=False, repr=False)
+    """The row's text, kept only for rows that could not be read (for the dead letter)."""
 
     @property
     def ok(self) -> bool:
@@ -89,19 +91,20 @@ def _parse_jsonl(text: str) -> Iterable[ImportRow]:
         try:
             value = json.loads(line)
         except ValueError:
-            yield ImportRow(number, error="not_json")
+            yield ImportRow(number, error="not_json", raw=line)
             continue
         if isinstance(value, dict):
             yield ImportRow(number, record=value)
         else:
-            yield ImportRow(number, error="not_object")
+            yield ImportRow(number, error="not_object", raw=line)
 
 
 def _parse_csv(text: str) -> Iterable[ImportRow]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     for number, row in enumerate(reader, start=1):
         if None in row:
-            yield ImportRow(number, error="csv_extra_fields")
+            cells = [str(v) for k, v in row.items() if k is not None] + list(row[None])
+            yield ImportRow(number, error="csv_extra_fields", raw=",".join(cells))
             continue
         # CSV has no null: an empty cell is a missing value.
         yield ImportRow(number, record={k: (v if v != "" else None) for k, v in row.items()})
@@ -119,14 +122,35 @@ def file_event_id(source: str, file_hash: str, row_number: int) -> str:
     return "f-" + digest[:20]
 
 
+def canonical_view(
+    record: dict[str, Any], canonical_name: Callable[[str], str | None] | None
+) -> dict[str, Any]:
+    """The record with keys renamed to canonical names where ``canonical_name`` knows them
+    (first non-empty value wins), for finding the user id and event time."""
+    if canonical_name is None:
+        return record
+    view: dict[str, Any] = {}
+    for key, value in record.items():
+        name = canonical_name(str(key)) or str(key)
+        if view.get(name) in (None, ""):
+            view[name] = value
+    return view
+
+
 def prepare(
-    rows: list[ImportRow], source: str, file_hash: str, zone: tzinfo, keep_order: bool = False
+    rows: list[ImportRow],
+    source: str,
+    file_hash: str,
+    zone: tzinfo,
+    keep_order: bool = False,
+    canonical_name: Callable[[str], str | None] | None = None,
 ) -> list[ImportRow]:
     """Give every readable row an event id (unless it has one) and its event time; sort.
 
     Rows keep their own non-empty ``event_id``. Unreadable rows pass through unchanged.
     Sorting is by event time (aware datetimes, so zones compare correctly), stable, with
     rows without a readable time last; ``keep_order=True`` keeps file order.
+    ``canonical_name`` maps source field names (``购买时间``) to canonical ones.
     """
     prepared: list[ImportRow] = []
     for row in rows:
@@ -136,7 +160,7 @@ def prepare(
         record = dict(row.record)
         if record.get("event_id") in (None, ""):
             record["event_id"] = file_event_id(source, file_hash, row.row_number)
-        moment = event_time_of(source, record, zone)
+        moment = event_time_of(source, canonical_view(record, canonical_name), zone)
         prepared.append(ImportRow(row.row_number, record=record, event_time=moment))
     if keep_order:
         return prepared

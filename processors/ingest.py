@@ -1,23 +1,43 @@
-"""The ingest decision for one raw message: accepted (a canonical event) or rejected (why).
+"""The ingest decision for one raw message: accepted (a canonical, masked event) or rejected
+(a machine-readable reason and the payload with personal data masked).
 
-Errors are data: :func:`ingest` never raises, whatever the bytes.
+Steps: size -> JSON object -> field standardization and coercion (``schemas.mapping``) ->
+validation -> missing values and outliers (``processors.quality``) -> PII masking and tokens
+(``processors.masking``) -> canonical event. Errors are data: :func:`ingest` never raises,
+whatever the bytes. ``now`` is the caller's wall-clock time (aware), used only for the
+future-skew rule.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import tzinfo
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from custpulse.schemas.events import (
-    EVENT_TIME_FIELDS,
-    CanonicalEvent,
-    event_time_of,
-    offset_event_id,
+from custpulse.processors.masking import (
+    FREE_TEXT_FIELDS,
+    PII_FIELDS,
+    mask_field,
+    pii_token,
+    scrub_text,
 )
+from custpulse.processors.quality import QualityTracker
+from custpulse.schemas.events import EVENT_TIME_FIELDS, CanonicalEvent, offset_event_id
+from custpulse.schemas.mapping import FieldMapping, standardize
+from custpulse.schemas.times import to_iso
 
 MAX_PAYLOAD_BYTES = 1_000_000
+MAX_DEADLETTER_TEXT = 4096
+TOKEN_KINDS = ("phone", "email", "id_number")
+"""PII kinds that also get a keyed token (joins on the value stay possible)."""
+
+NON_NEGATIVE: dict[str, str] = {
+    "amount": "negative_amount",
+    "duration": "negative_duration",
+    "handling_minutes": "negative_duration",
+}
+SATISFACTION_RANGE = (1, 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +50,17 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """What ingest needs besides the message. ``secret`` keys the PII tokens."""
+
+    mappings: dict[str, FieldMapping]
+    zone: tzinfo
+    secret: bytes
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     event: CanonicalEvent
 
@@ -37,55 +68,202 @@ class Accepted:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A record that cannot be used. ``code`` is machine-readable; ``message`` is for people
-    and never contains the payload's values."""
+    and never contains the payload's values; ``payload`` is the record with PII masked."""
 
     code: str
     field: str | None
     message: str
+    payload: Any = field(default=None, compare=False)
 
 
 Outcome = Accepted | Rejected
 
 
-def ingest(raw: bytes | None, source: str, position: Position, zone: tzinfo) -> Outcome:
-    """Decide what one raw message of ``source`` becomes. Naive times are read in ``zone``.
-
-    >>> from zoneinfo import ZoneInfo
-    >>> pos = Position("cp.orders", 0, 7)
-    >>> ingest(b"{", "orders", pos, ZoneInfo("UTC")).code
-    'not_json'
-    >>> out = ingest(b'{"user_id": "U1", "order_time": "2024-01-01 08:00:00"}', "orders",
-    ...              pos, ZoneInfo("Asia/Shanghai"))
-    >>> out.event.user_id, out.event.event_time.isoformat()
-    ('U1', '2024-01-01T08:00:00+08:00')
-    """
+def ingest(
+    raw: bytes | None,
+    source: str,
+    position: Position,
+    config: IngestConfig,
+    now: datetime,
+    quality: QualityTracker | None = None,
+) -> Outcome:
+    """Decide what one raw message of ``source`` becomes."""
     try:
-        return _ingest(raw, source, position, zone)
+        return _ingest(raw, source, position, config, now, quality)
     except Exception as exc:  # noqa: BLE001 - errors are data; a record never kills the agent
-        return Rejected("internal_error", None, f"unexpected {type(exc).__name__}")
+        return Rejected(
+            "internal_error", None, f"unexpected {type(exc).__name__}",
+            _safe_payload(raw, source, config),
+        )
 
 
-def _ingest(raw: bytes | None, source: str, position: Position, zone: tzinfo) -> Outcome:
+def _ingest(
+    raw: bytes | None,
+    source: str,
+    position: Position,
+    config: IngestConfig,
+    now: datetime,
+    quality: QualityTracker | None,
+) -> Outcome:
     if raw is None or len(raw) == 0:
         return Rejected("empty", None, "message has no value")
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        return Rejected("oversized", None, f"payload over {MAX_PAYLOAD_BYTES} bytes")
+    if len(raw) > config.max_payload_bytes:
+        return Rejected(
+            "oversized", None, f"payload over {config.max_payload_bytes} bytes",
+            {"bytes": len(raw)},
+        )
     try:
         record: Any = json.loads(raw)
     except ValueError:
-        return Rejected("not_json", None, "payload is not valid UTF-8 JSON")
+        return Rejected("not_json", None, "payload is not valid UTF-8 JSON",
+                        mask_text(raw.decode("utf-8", errors="replace")))
     if not isinstance(record, dict):
-        return Rejected("not_object", None, f"payload is a JSON {type(record).__name__}")
-    user_id = record.get("user_id")
-    if user_id is None or isinstance(user_id, dict | list | bool) or not str(user_id).strip():
-        return Rejected("missing_user_id", "user_id", "user_id is missing or empty")
-    fields = EVENT_TIME_FIELDS[source]
-    if all(record.get(f) in (None, "") for f in fields):
-        return Rejected("missing_event_time", fields[-1], f"none of {', '.join(fields)} is set")
-    moment = event_time_of(source, record, zone)
-    if moment is None:
-        return Rejected("bad_event_time", fields[-1], "event time cannot be read")
-    event_id = record.get("event_id")
-    if event_id is None or isinstance(event_id, dict | list) or not str(event_id).strip():
+        return Rejected("not_object", None, f"payload is a JSON {type(record).__name__}",
+                        mask_value(record))
+    mapping = config.mappings[source]
+    fields, problems = standardize(record, mapping, config.zone)
+    rejected = _validate(source, fields, problems, config, now)
+    if rejected is not None:
+        return Rejected(rejected.code, rejected.field, rejected.message,
+                        mask_record(record, mapping))
+    time_field = _time_field(source, fields)
+    moment: datetime = fields[time_field]
+    flags: dict[str, Any] = {}
+    if quality is not None:
+        assessment = quality.assess(source, fields)
+        fields = assessment.record
+        flags = assessment.flags()
+    unmapped = sorted(str(k) for k in (fields.get("extra") or {}))
+    if unmapped:
+        flags["unmapped_fields"] = unmapped
+    event_id = fields.get("event_id") or record.get("event_id")
+    if not isinstance(event_id, str) or not event_id.strip():
         event_id = offset_event_id(position.topic, position.partition, position.offset)
-    return Accepted(CanonicalEvent(str(event_id), source, str(user_id).strip(), moment))
+    user_id = str(fields["user_id"]).strip()
+    data = protect(fields, config.secret)
+    return Accepted(CanonicalEvent(event_id.strip(), source, user_id, moment, data, flags))
+
+
+def _time_field(source: str, fields: dict[str, Any]) -> str:
+    for name in EVENT_TIME_FIELDS[source]:
+        if fields.get(name) is not None:
+            return name
+    return EVENT_TIME_FIELDS[source][-1]
+
+
+def _validate(
+    source: str,
+    fields: dict[str, Any],
+    problems: list[Any],
+    config: IngestConfig,
+    now: datetime,
+) -> Rejected | None:
+    """The first rule a record breaks, or None. Order: key, event time, types, ranges."""
+    by_field = {p.field: p for p in problems if p.code != "duplicate_field"}
+    user_id = fields.get("user_id")
+    if "user_id" in by_field:
+        return Rejected("wrong_type", "user_id", "user_id is not a scalar value")
+    if user_id is None or not str(user_id).strip():
+        return Rejected("missing_user_id", "user_id", "user_id is missing or empty")
+    time_fields = EVENT_TIME_FIELDS[source]
+    for name in time_fields:
+        if name in by_field:
+            return Rejected("bad_event_time", name, f"{name} cannot be read as a time")
+        if fields.get(name) is not None:
+            break
+    else:
+        return Rejected("missing_event_time", time_fields[-1],
+                        f"none of {', '.join(time_fields)} is set")
+    moment: datetime = fields[_time_field(source, fields)]
+    if moment > now + config.max_future_skew:
+        return Rejected("future_event_time", _time_field(source, fields),
+                        f"event time more than {config.max_future_skew} after processing time")
+    for problem in problems:
+        if problem.code == "duplicate_field":
+            continue
+        code = "bad_time" if problem.code == "bad_time" else "wrong_type"
+        return Rejected(code, problem.field, problem.message)
+    for name, code in NON_NEGATIVE.items():
+        value = fields.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            return Rejected(code, name, f"{name} is negative")
+    satisfaction = fields.get("satisfaction")
+    low, high = SATISFACTION_RANGE
+    if satisfaction is not None and not low <= satisfaction <= high:
+        return Rejected("satisfaction_out_of_range", "satisfaction",
+                        f"satisfaction outside {low}..{high}")
+    opened, closed = fields.get("opened_at"), fields.get("closed_at")
+    if isinstance(opened, datetime) and isinstance(closed, datetime) and closed < opened:
+        return Rejected("closed_before_opened", "closed_at", "closed_at is before opened_at")
+    return None
+
+
+def protect(fields: dict[str, Any], secret: bytes) -> dict[str, Any]:
+    """JSON-ready canonical fields with PII masked for display, tokens for joins, and free
+    text scrubbed. Unknown source fields (``extra``) are not carried past ingest."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name == "extra" or value is None:
+            continue
+        if name in PII_FIELDS:
+            out[name] = mask_field(name, value, fields)
+            if PII_FIELDS[name] in TOKEN_KINDS:
+                out[f"{name}_token"] = pii_token(str(value), secret, PII_FIELDS[name])
+        elif name in FREE_TEXT_FIELDS and isinstance(value, str):
+            out[name] = scrub_text(value)
+        else:
+            out[name] = _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_iso(value)
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def mask_text(text: str) -> str:
+    """Free text for a dead letter: PII patterns masked, length bounded."""
+    return scrub_text(text[:MAX_DEADLETTER_TEXT])
+
+
+def mask_value(value: Any) -> Any:
+    """Any JSON value with every string scrubbed (recursively)."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {mask_text(str(k)): mask_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_value(v) for v in value]
+    return value
+
+
+def mask_record(record: dict[str, Any], mapping: FieldMapping) -> dict[str, Any]:
+    """A raw record for a dead letter: fields that map to a PII field are display-masked,
+    every other string is scrubbed for phone, id-number and email patterns."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        canonical = mapping.canonical_name(str(key))
+        if canonical in PII_FIELDS and value is not None:
+            out[mask_text(str(key))] = mask_field(canonical, str(value), None)
+        else:
+            out[mask_text(str(key))] = mask_value(value)
+    return out
+
+
+def _safe_payload(raw: bytes | None, source: str, config: IngestConfig) -> Any:
+    try:
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        if isinstance(record, dict) and source in config.mappings:
+            return mask_record(record, config.mappings[source])
+        return mask_value(record)
+    except Exception:  # noqa: BLE001
+        return None

@@ -1,23 +1,25 @@
 """The canonical event: what the ingest step emits on ``<prefix>events``, keyed by user_id.
 
-Wire format (JSON object, UTF-8), version 1::
+Wire format (JSON object, UTF-8), version 2::
 
-    {"v": 1, "event_id": "...", "source": "orders", "user_id": "U000001",
-     "event_time": "2024-03-15T02:30:00.000+00:00"}
+    {"v": 2, "event_id": "...", "source": "orders", "user_id": "U000001",
+     "event_time": "2024-03-15T02:30:00.000+00:00",
+     "data": {...standardized canonical fields, personal data masked or tokenized...},
+     "quality": {"outliers": [...], "fills": [...]}}
 
-It carries no personal data. Later versions add the standardized, masked fields.
+It carries no raw personal data. Version 1 messages (no ``data``/``quality``) are still read.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from custpulse.schemas.times import parse_time, to_iso
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 EVENT_TIME_FIELDS: dict[str, tuple[str, ...]] = {
     "customers": ("updated_at", "register_date"),
@@ -36,6 +38,8 @@ class CanonicalEvent:
     source: str
     user_id: str
     event_time: datetime
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+    quality: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -44,20 +48,29 @@ class CanonicalEvent:
             "source": self.source,
             "user_id": self.user_id,
             "event_time": to_iso(self.event_time),
+            "data": self.data,
+            "quality": self.quality,
         }
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> CanonicalEvent:
-        moment = parse_time(data["event_time"], UTC)
-        if moment is None:
-            raise ValueError(f"bad event_time {data['event_time']!r}")
-        return cls(str(data["event_id"]), str(data["source"]), str(data["user_id"]), moment)
+    def from_wire(cls, wire: dict[str, Any]) -> CanonicalEvent:
+        moment = parse_time(wire["event_time"], UTC)
+        if moment is None or not isinstance(wire["event_id"], str):
+            raise ValueError("bad canonical event")
+        return cls(
+            wire["event_id"],
+            str(wire["source"]),
+            str(wire["user_id"]),
+            moment,
+            dict(wire.get("data") or {}),
+            dict(wire.get("quality") or {}),
+        )
 
 
 def event_time_of(source: str, record: dict[str, Any], zone: Any) -> datetime | None:
     """The record's event time (aware), or None if absent or unreadable."""
-    for field in EVENT_TIME_FIELDS[source]:
-        value = record.get(field)
+    for name in EVENT_TIME_FIELDS[source]:
+        value = record.get(name)
         if value not in (None, ""):
             return parse_time(value, zone)
     return None

@@ -13,6 +13,7 @@ Writes set absolute values, so repeating one (after a redelivery) is harmless.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,20 @@ async def write_profile(client: Any, key: str, fields: Mapping[str, str]) -> Non
             log.warning("Redis write failed (%s); retrying in %.1f s", type(exc).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_DELAY_S)
+
+
+async def write_quality(client: Any, settings: Settings, snapshot: dict[str, Any]) -> None:
+    """``<prefix>quality`` hash: source -> JSON of per-field rates and distributions.
+    Best effort (a failed publish is retried at the next tick)."""
+    if not snapshot:
+        return
+    try:
+        await client.hset(
+            settings.redis_key("quality"),
+            mapping={source: json.dumps(fields) for source, fields in snapshot.items()},
+        )
+    except (RedisError, OSError) as exc:
+        log.warning("Redis quality publish failed (%s)", type(exc).__name__)
 
 
 def profile_key(settings: Settings, user_id: str) -> str:

@@ -6,42 +6,46 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
 import redis.asyncio as aioredis
 
 from custpulse.processors.counting import fold_count
-from custpulse.processors.ingest import Accepted, Position, Rejected, ingest
+from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
+from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
+from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.events import CanonicalEvent
+from custpulse.schemas.mapping import load_mappings
 from custpulse.schemas.times import to_iso
 from custpulse.settings import Settings
-from custpulse.state.redis_mirror import profile_fields, profile_key, write_profile
+from custpulse.state.redis_mirror import (
+    profile_fields,
+    profile_key,
+    write_profile,
+    write_quality,
+)
 from custpulse.state.tables import event_counts_table
 from custpulse.streams.metrics import Metrics
 
 log = logging.getLogger("custpulse.agents")
 
+QUALITY_PUBLISH_INTERVAL_S = 5.0
 
-def deadletter_record(
-    rejected: Rejected, source: str, position: Position, received_at: datetime
-) -> dict[str, Any]:
-    """The dead-letter message: reason and position, never the raw payload's values."""
-    return {
-        "v": 1,
-        "reason": {"code": rejected.code, "field": rejected.field, "message": rejected.message},
-        "source": source,
-        "topic": position.topic,
-        "partition": position.partition,
-        "offset": position.offset,
-        "received_at": to_iso(received_at),
-        "payload": None,
-    }
+
+def ingest_config(settings: Settings) -> IngestConfig:
+    """Mappings, zone, secret and limits from settings (raises ConfigError if unusable)."""
+    return IngestConfig(
+        mappings=load_mappings(settings.mapping),
+        zone=settings.zone,
+        secret=settings.secret_bytes(),
+        max_future_skew=timedelta(seconds=settings.max_future_skew_s),
+    )
 
 
 def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> None:
-    """Declare topics, the table and the two agents on ``app``."""
+    """Declare topics, the table, the two agents and the quality timer on ``app``."""
     source_of = {topic: source for source, topic in settings.source_topics().items()}
     raw_topics = app.topic(
         *source_of, key_serializer="raw", value_serializer="raw", allow_empty=True
@@ -56,11 +60,18 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         settings.deadletter_topic, key_serializer="raw", value_serializer="raw"
     )
     counts = event_counts_table(app, settings)
-    zone = settings.zone
+    config = ingest_config(settings)
+    quality = QualityTracker(OPTIONAL_FIELDS, NUMERIC_FIELDS)
 
-    async def dead_letter(rejected: Rejected, source: str, position: Position) -> None:
-        metrics.deadlettered.labels(source, rejected.code).inc()
-        record = deadletter_record(rejected, source, position, datetime.now(UTC))
+    async def dead_letter(
+        code: str, field: str | None, message: str, source: str, position: Position,
+        payload: Any,
+    ) -> None:
+        metrics.deadlettered.labels(source, code).inc()
+        record = deadletter_record(
+            code, field, message, source, datetime.now(UTC), payload,
+            topic=position.topic, partition=position.partition, offset=position.offset,
+        )
         await deadletter_topic.send(key=None, value=json.dumps(record).encode())
 
     @app.agent(raw_topics, name="ingest")
@@ -70,15 +81,18 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             source = source_of[message.topic]
             metrics.events_in.labels(source).inc()
             position = Position(message.topic, message.partition, message.offset)
-            outcome = ingest(event.value, source, position, zone)
+            outcome = ingest(event.value, source, position, config, datetime.now(UTC), quality)
             if isinstance(outcome, Accepted):
                 canonical = outcome.event
                 await events_topic.send(
                     key=canonical.user_id.encode(),
-                    value=json.dumps(canonical.to_wire()).encode(),
+                    value=json.dumps(canonical.to_wire(), ensure_ascii=False).encode(),
                 )
             else:
-                await dead_letter(outcome, source, position)
+                await dead_letter(
+                    outcome.code, outcome.field, outcome.message, source, position,
+                    outcome.payload,
+                )
 
     @app.agent(events_topic, name="fold")
     async def fold_agent(stream: faust.StreamT) -> None:
@@ -87,22 +101,29 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             async for event in stream.events():
                 started = time.perf_counter()
                 message = event.message
+                position = Position(message.topic, message.partition, message.offset)
                 try:
                     canonical = CanonicalEvent.from_wire(json.loads(event.value))
-                except (ValueError, KeyError, TypeError):
-                    position = Position(message.topic, message.partition, message.offset)
+                except (ValueError, KeyError, TypeError, AttributeError):
                     await dead_letter(
-                        Rejected("bad_canonical_event", None, "not a canonical event"),
-                        "events",
-                        position,
+                        "bad_canonical_event", None, "not a canonical event", "events",
+                        position, None,
                     )
                     continue
-                state, verdict = fold_count(counts.get(canonical.user_id), canonical)
+                state, verdict = fold_count(
+                    counts.get(canonical.user_id), canonical, settings.dedupe_max_ids
+                )
                 if verdict == "accepted":
                     counts[canonical.user_id] = state
                     metrics.accepted.labels(canonical.source).inc()
-                else:
+                elif verdict == "duplicate":
                     metrics.duplicates.labels(canonical.source).inc()
+                else:
+                    await dead_letter(
+                        "beyond_dedupe_horizon", "event_id",
+                        "event is older than the ids remembered for this customer",
+                        canonical.source, position, canonical.to_wire(),
+                    )
                 # Mirror also on a duplicate: after a crash the table may hold the event while
                 # Redis does not yet. The write sets absolute values, so repeating it is safe.
                 await write_profile(
@@ -111,5 +132,19 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     profile_fields(state, to_iso(datetime.now(UTC))),
                 )
                 metrics.fold_seconds.observe(time.perf_counter() - started)
+        finally:
+            await client.aclose()
+
+    @app.timer(QUALITY_PUBLISH_INTERVAL_S)
+    async def publish_quality() -> None:
+        snapshot = quality.snapshot()
+        for source, fields in snapshot.items():
+            for name, stats in fields.items():
+                rate = stats.get("missing_rate")
+                if isinstance(rate, int | float):
+                    metrics.missing_rate.labels(source, name).set(rate)
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            await write_quality(client, settings, snapshot)
         finally:
             await client.aclose()

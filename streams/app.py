@@ -30,6 +30,8 @@ def create_app(
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
         table_standby_replicas=0,
         key_serializer="raw",
         value_serializer="raw",

@@ -30,12 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the stream worker (Faust) until stopped")
     worker.add_argument("--log-level", choices=["crit", "error", "warn", "info", "debug"])
+    worker.add_argument("--mapping", help="YAML field mapping merged over the shipped defaults")
 
     imp = sub.add_parser("import", help="send a CSV or JSON-lines file to a source's topic")
     imp.add_argument("source", choices=SOURCES)
     imp.add_argument("file", type=Path)
     imp.add_argument("--keep-order", action="store_true", help="send in file order, unsorted")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    imp.add_argument("--mapping", help="YAML field mapping merged over the shipped defaults")
 
     gen = sub.add_parser("generate", help="synthetic customers and events, to files or topics")
     gen.add_argument("--customers", type=int, default=200, help="number of customers")
@@ -82,12 +84,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         from custpulse.streams.worker import run_worker
 
+        if args.mapping:
+            settings = load_settings(mapping=args.mapping)
         return run_worker(settings, args.log_level)
     if args.command == "import":
         from custpulse.streams.importer import import_file
 
         summary = import_file(
-            settings, args.source, args.file, args.keep_order, progress=not args.no_progress
+            settings, args.source, args.file, args.keep_order,
+            progress=not args.no_progress, mapping_path=args.mapping,
         )
         print(summary.line())
         return 0 if summary.failed == 0 else 1

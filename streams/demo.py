@@ -49,8 +49,13 @@ def run_demo() -> int:
     ensure_topics(settings)
     print(f"== starting the worker (log: {log.relative_to(root)})")
     cli = str(Path(sys.executable).with_name("custpulse"))
+    env = dict(os.environ)
+    if settings.uses_dev_secret():
+        env["CUSTPULSE_ENV"] = "dev"  # a local demo; production sets CUSTPULSE_PII_SECRET
     with log.open("ab") as out:
-        worker = subprocess.Popen([cli, "worker"], stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        worker = subprocess.Popen(  # noqa: S603
+            [cli, "worker"], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
     try:
         end = default_end()
         print(f"== generating {CUSTOMERS} customers, {MONTHS} months to {end.date()} "

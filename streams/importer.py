@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,24 @@ from tqdm import tqdm
 from custpulse.errors import InputError
 from custpulse.processors.importing import (
     FileFormat,
+    canonical_view,
     content_hash,
     detect_format,
     parse_rows,
     prepare,
     record_key,
 )
+from custpulse.processors.ingest import mask_text
+from custpulse.schemas.deadletter import deadletter_record
+from custpulse.schemas.mapping import FieldMapping, load_mapping
 from custpulse.settings import SOURCES, Settings
 from custpulse.streams.admin import ensure_topics, kafka_unreachable
+
+_MESSAGES = {
+    "not_json": "line is not valid JSON",
+    "not_object": "line is JSON but not an object",
+    "csv_extra_fields": "row has more cells than the header",
+}
 
 
 @dataclass
@@ -35,12 +46,14 @@ class ImportSummary:
     name: str
     read: int = 0
     sent: int = 0
+    deadlettered: int = 0
     failed: int = 0
 
     def line(self) -> str:
+        """rows read = sent + dead-lettered + failed (failed: the broker did not take it)."""
         return (
             f"imported {self.source} from {self.name}: rows read {self.read}, "
-            f"sent {self.sent}, failed {self.failed}"
+            f"sent {self.sent}, dead-lettered {self.deadlettered}, failed {self.failed}"
         )
 
 
@@ -69,36 +82,57 @@ def import_bytes(
     keep_order: bool = False,
     progress: bool = True,
     producer: KafkaProducer | None = None,
+    mapping: FieldMapping | None = None,
 ) -> ImportSummary:
     """Send the rows of one file's bytes to ``<prefix><source>``; return the counts.
 
-    Rows that cannot be parsed are counted as failed and reported by row number on stderr
-    (never with their content, which may hold personal data).
+    Rows that cannot be parsed go to the dead-letter topic with their reason and their text
+    with personal data masked, and are reported by row number on stderr (never with their
+    content). Source field names are read through ``mapping`` (default: shipped mapping plus
+    ``CUSTPULSE_MAPPING``) to find the user id (the key) and the event time (the order).
     """
     if source not in SOURCES:
         raise InputError(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
     ensure_topics(settings)
+    mapping = mapping or load_mapping(source, settings.mapping)
     topic = settings.topic(source)
-    rows = prepare(parse_rows(data, fmt), source, content_hash(data), settings.zone, keep_order)
+    rows = prepare(
+        parse_rows(data, fmt), source, content_hash(data), settings.zone, keep_order,
+        mapping.canonical_name,
+    )
     summary = ImportSummary(source, name, read=len(rows))
     own = producer is None
     producer = producer or make_producer(settings)
     errors: list[BaseException] = []
     futures = []
+    letters = []
     try:
         bar = tqdm(rows, desc=f"{source}", unit="row", disable=not progress, file=sys.stderr)
         for row in bar:
             if row.record is None:
-                summary.failed += 1
                 print(f"{name}: row {row.row_number}: {row.error}", file=sys.stderr)
+                letter = deadletter_record(
+                    row.error or "unreadable", None, _MESSAGES.get(row.error or "", "unreadable"),
+                    source, datetime.now(UTC), mask_text(row.raw or ""),
+                    file=name, row=row.row_number,
+                )
+                letters.append(producer.send(settings.deadletter_topic, key=None, value=letter))
                 continue
             record: dict[str, Any] = row.record
-            futures.append(producer.send(topic, key=record_key(record), value=record))
+            key = record_key(canonical_view(record, mapping.canonical_name))
+            futures.append(producer.send(topic, key=key, value=record))
         producer.flush(timeout=120)
         for future in futures:
             try:
                 future.get(timeout=0)
                 summary.sent += 1
+            except KafkaError as exc:
+                summary.failed += 1
+                errors.append(exc)
+        for future in letters:
+            try:
+                future.get(timeout=0)
+                summary.deadlettered += 1
             except KafkaError as exc:
                 summary.failed += 1
                 errors.append(exc)
@@ -111,9 +145,15 @@ def import_bytes(
 
 
 def import_file(
-    settings: Settings, source: str, path: Path, keep_order: bool = False, progress: bool = True
+    settings: Settings,
+    source: str,
+    path: Path,
+    keep_order: bool = False,
+    progress: bool = True,
+    mapping_path: str | None = None,
 ) -> ImportSummary:
-    """Import one CSV/JSONL file (format from its name)."""
+    """Import one CSV/JSONL file (format from its name); ``mapping_path`` is a user mapping
+    merged over the shipped one (default: ``CUSTPULSE_MAPPING``)."""
     try:
         fmt = detect_format(path.name)
         data = path.read_bytes()
@@ -121,4 +161,7 @@ def import_file(
         raise InputError(f"{exc}.") from None
     except OSError as exc:
         raise InputError(f"Cannot read {path}: {exc.strerror}.") from None
-    return import_bytes(settings, source, data, fmt, path.name, keep_order, progress)
+    mapping = load_mapping(source, mapping_path or settings.mapping)
+    return import_bytes(
+        settings, source, data, fmt, path.name, keep_order, progress, mapping=mapping
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class Metrics:
     deadlettered: Counter
     duplicates: Counter
     fold_seconds: Histogram
+    missing_rate: Gauge
 
 
 def create_metrics(registry: CollectorRegistry) -> Metrics:
@@ -42,5 +43,9 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
             "custpulse_fold_seconds", "Time to fold one event into state and mirror it.",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
             registry=registry,
+        ),
+        missing_rate=Gauge(
+            "custpulse_field_missing_rate", "Share of records missing a field (0..1), per worker.",
+            ["source", "field"], registry=registry,
         ),
     )

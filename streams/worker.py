@@ -26,6 +26,12 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
             f"Cannot create the data folder {settings.data_dir!r} ({exc.strerror}): "
             "set CUSTPULSE_DATA_DIR to a writable folder."
         ) from None
+    if settings.uses_dev_secret() and settings.env != "dev":
+        raise ConfigError(
+            "The worker will not start with the development PII secret: set "
+            "CUSTPULSE_PII_SECRET (or CUSTPULSE_PII_SECRET_FILE) to a long random value, "
+            "or CUSTPULSE_ENV=dev for local work."
+        )
     check_redis(settings).close()
     created = ensure_topics(settings)
     app, _metrics = create_app(settings, registry=REGISTRY)

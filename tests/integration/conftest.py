@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("custpulse"))
+TEST_SECRET = "integration-" + uuid.uuid4().hex
 
 
 def _reachable(hostport: str) -> bool:
@@ -79,6 +80,8 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
         CUSTPULSE_REDIS_PREFIX=settings.redis_prefix,
         CUSTPULSE_PARTITIONS=str(settings.partitions),
         PYTHONUNBUFFERED="1",
+        CUSTPULSE_PII_SECRET=TEST_SECRET,
+        CUSTPULSE_SESSION_TIMEOUT_S="10",
     )
     env.update(extra)
     return env

@@ -108,7 +108,7 @@ def test_every_generated_event_counted_once_in_table_and_redis(
     extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
     worker.start()
     result = run_cli(settings, "import", "orders", str(extra))
-    assert result.returncode == 0 and "rows read 3, sent 3, failed 0" in result.stdout
+    assert result.returncode == 0 and "rows read 3, sent 3, dead-lettered 0, failed 0" in result.stdout
     run_cli(settings, "import", "orders", str(extra))  # a repeat of the whole file
     wait_drained(settings, worker)
     after = observed_redis(settings)
@@ -134,16 +134,19 @@ def test_bad_records_go_to_the_dead_letter_topic_with_reasons(
     worker.env["CUSTPULSE_METRICS_PORT"] = str(port)
     worker.start()
     result = run_cli(settings, "import", "behavior", str(path))
-    assert result.returncode == 1  # one row could not even be parsed
-    assert "rows read 5, sent 4, failed 1" in result.stdout
+    assert result.returncode == 0  # the unparseable row is dead-lettered by the importer
+    assert "rows read 5, sent 4, dead-lettered 1, failed 0" in result.stdout
     assert "row 5: not_json" in result.stderr and "13800138000" not in result.stderr
     wait_drained(settings, worker)
     letters = [json.loads(v) for _, v in read_topic(settings, settings.deadletter_topic)]
     assert sorted(x["reason"]["code"] for x in letters) == [
-        "bad_event_time", "missing_event_time", "missing_user_id",
+        "bad_event_time", "missing_event_time", "missing_user_id", "not_json",
     ]
     for letter in letters:
-        assert letter["topic"] == settings.topic("behavior") and letter["offset"] >= 0
+        if letter["reason"]["code"] == "not_json":
+            assert (letter["topic"], letter["file"], letter["row"]) == (None, "behavior.jsonl", 5)
+        else:
+            assert letter["topic"] == settings.topic("behavior") and letter["offset"] >= 0
         assert "13800138000" not in json.dumps(letter)
     assert observed_redis(settings)["total"].to_dict() == {"U1": 1}
     assert "13800138000" not in worker.log()

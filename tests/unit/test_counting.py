@@ -1,71 +1,18 @@
-"""The ingest decision and the event-count fold (pure)."""
+"""The event-count fold, the canonical wire format and time parsing (pure)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from custpulse.processors.counting import fold_count, total
-from custpulse.processors.ingest import Accepted, Position, Rejected, ingest
-from custpulse.schemas.events import CanonicalEvent, offset_event_id
+from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import parse_time
 
 SH = ZoneInfo("Asia/Shanghai")
-POS = Position("cp.orders", 2, 99)
-
-
-def _ingest(payload, source="orders"):
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return ingest(raw, source, POS, SH)
-
-
-@pytest.mark.parametrize(
-    ("payload", "code"),
-    [
-        (b"", "empty"),
-        (b"\xff\xfe", "not_json"),
-        (b"{", "not_json"),
-        ([1, 2], "not_object"),
-        ("text", "not_object"),
-        ({"order_time": "2024-01-01"}, "missing_user_id"),
-        ({"user_id": "", "order_time": "2024-01-01"}, "missing_user_id"),
-        ({"user_id": {"a": 1}, "order_time": "2024-01-01"}, "missing_user_id"),
-        ({"user_id": "U1"}, "missing_event_time"),
-        ({"user_id": "U1", "order_time": "31/02/2024"}, "bad_event_time"),
-        (b"{" + b'"a":' + b'"' + b"x" * 1_000_001 + b'"}', "oversized"),
-    ],
-)
-def test_rejections(payload, code):
-    out = _ingest(payload)
-    assert isinstance(out, Rejected)
-    assert out.code == code
-
-
-def test_rejection_message_never_contains_values():
-    out = _ingest({"user_id": "U1", "order_time": "13800138000-secret"})
-    assert isinstance(out, Rejected)
-    assert "13800138000" not in out.message
-
-
-def test_accepted_event_uses_own_id_or_log_position():
-    out = _ingest({"user_id": " U1 ", "order_time": "2024-01-01 08:00:00", "event_id": "E1"})
-    assert isinstance(out, Accepted)
-    assert out.event == CanonicalEvent("E1", "orders", "U1", datetime(2024, 1, 1, tzinfo=UTC))
-    out = _ingest({"user_id": 5, "order_time": 1704067200000})
-    assert out.event.event_id == offset_event_id("cp.orders", 2, 99)
-    assert out.event.user_id == "5"
-
-
-def test_each_source_reads_its_own_time_field():
-    assert isinstance(_ingest({"user_id": "U", "behavior_time": "2024-01-01"}, "behavior"), Accepted)
-    assert isinstance(_ingest({"user_id": "U", "opened_at": "2024-01-01"}, "tickets"), Accepted)
-    assert isinstance(_ingest({"user_id": "U", "register_date": "2024-01-01"}, "customers"), Accepted)
-    assert _ingest({"user_id": "U", "order_time": "2024-01-01"}, "behavior").code == (
-        "missing_event_time"
-    )
 
 
 def test_wire_round_trip():
@@ -129,3 +76,31 @@ def test_fold_is_idempotent_under_replay_of_any_prefix():
         twice, _ = fold_count(twice, ev)
     assert twice == once
     assert total(once) == 7
+
+
+def test_dedupe_memory_is_bounded_and_evicts_oldest_by_event_time():
+    state = None
+    for i, hour in enumerate([5, 1, 3, 7, 2]):
+        state, verdict = fold_count(state, _ev(f"e{i}", hour=hour), max_ids=3)
+        assert verdict == "accepted"
+    # kept: the three newest by event time (7h, 5h, 3h); evicted 1h then 2h -> floor 2h
+    assert sorted(state["ids"]) == ["e0", "e2", "e3"]
+    assert state["floor"] == int(datetime(2024, 1, 1, 2, tzinfo=UTC).timestamp() * 1000)
+    assert total(state) == 5
+    # a repeat of a kept id is a duplicate; an unknown id at/before the floor is undecidable
+    assert fold_count(state, _ev("e3", hour=7), max_ids=3)[1] == "duplicate"
+    assert fold_count(state, _ev("e1", hour=1), max_ids=3)[1] == "beyond_horizon"
+    assert fold_count(state, _ev("new", hour=2), max_ids=3)[1] == "beyond_horizon"
+    assert fold_count(state, _ev("new", hour=4), max_ids=3)[1] == "accepted"
+
+
+def test_bounded_state_stays_bounded_over_long_histories():
+    state = None
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    for i in range(500):  # in event-time order: every one is new and accepted
+        ev = CanonicalEvent(f"e{i}", "behavior", "U1", start + timedelta(minutes=i))
+        state, verdict = fold_count(state, ev, max_ids=50)
+        assert verdict == "accepted"
+    assert len(state["ids"]) == 50
+    assert sorted(state["ids"]) == sorted(f"e{i}" for i in range(450, 500))
+    assert total(state) == 500

@@ -1,0 +1,677 @@
+"""Field standardization: source field names and values onto the canonical ones of the brief.
+
+Every source keeps its own field names (``客户ID``, ``購買時間``, ``customerId``). A per-source
+mapping, shipped as ``schemas/mappings/<source>.yaml`` and optionally extended by a user file,
+says which names mean which canonical field, what type each canonical field has and which
+spellings of a category value are the same value (``零售业``/``线下零售`` -> ``retail``).
+
+:func:`standardize` applies one mapping to one raw record in three steps: rename, coerce by type,
+map values. It never raises: a field it cannot read becomes ``None`` and is reported as a
+:class:`FieldProblem` (errors as data); unknown fields are kept under ``extra``.
+
+Name matching: NFKC, case-folded, spaces, ``_``, ``-`` and ``.`` dropped, a trailing ``*``
+(required marker) and bracketed parts such as ``(秒)`` / ``（元）`` / ``【必填】`` dropped. So
+``停留时长(秒)``, ``customer_id``, ``CustomerID`` and ``Customer Id`` all match their alias.
+
+>>> from datetime import UTC
+>>> fields, problems = standardize(
+...     {"客户ID": "U1", "購買時間": "2024-03-15 10:30:00", "订单金额": "¥1,234.50",
+...      "订单状态": "已支付", "备注": "x"},
+...     load_mapping("orders"), UTC)
+>>> fields["user_id"], fields["order_time"].isoformat(), fields["amount"], fields["status"]
+('U1', '2024-03-15T10:30:00+00:00', 1234.5, 'paid')
+>>> fields["extra"], problems
+({'备注': 'x'}, [])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
+from functools import cache, lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from custpulse.errors import ConfigError
+from custpulse.schemas.times import parse_time
+
+SOURCES = ("customers", "behavior", "orders", "tickets")
+TYPES = ("string", "decimal", "integer", "boolean", "time", "list", "json")
+"""Type names a mapping may give a canonical field."""
+
+EXTRA = "extra"
+"""Key of the standardized output that holds the fields no alias matched (never dropped)."""
+
+_SECTION_KEYS = ("version", "source", "fields", "types", "values")
+_CANONICAL_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_MAX_NUMBER_TEXT = 64  # longer "numbers" are not numbers we accept
+_INT_LIMIT = 2**63  # integers must fit a signed 64-bit field downstream
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """How one source's records become canonical fields.
+
+    ``aliases`` maps a normalized source name (see :func:`normalize_name`) to its canonical
+    field; ``types`` has one entry per canonical field, in output order; ``values`` maps, per
+    string field, a normalized source value (:func:`normalize_value`) to its canonical value.
+    """
+
+    source: str
+    version: int
+    aliases: dict[str, str]
+    types: dict[str, str]
+    values: dict[str, dict[str, str]]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The canonical field names, in output order."""
+        return tuple(self.types)
+
+    def canonical_name(self, name: str) -> str | None:
+        """The canonical field a source field name stands for, or None if no alias matches.
+
+        >>> load_mapping("orders").canonical_name("購買時間 ")
+        'order_time'
+        """
+        try:
+            return self.aliases.get(normalize_name(name))
+        except Exception:  # noqa: BLE001 (an unreadable name matches nothing)
+            return None
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """Something :func:`standardize` could not take as given, as data.
+
+    ``code`` is ``duplicate_field``, ``wrong_type`` or ``bad_time``. ``message`` never contains
+    the offending value (it may be personal data), only names and types.
+    """
+
+    code: str
+    field: str
+    message: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and values
+
+
+_BRACKETED = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|【[^【】]*】|〔[^〔〕]*〕|<[^<>]*>")
+_SEPARATORS = re.compile(r"[\s_\-.*]+")
+
+
+@lru_cache(maxsize=4096)
+def normalize_name(name: str) -> str:
+    """The form in which source names are compared.
+
+    >>> [normalize_name(n) for n in (" 停留時長（秒） ", "Customer_ID", "客户姓名*")]
+    ['停留時長', 'customerid', '客户姓名']
+    """
+    text = unicodedata.normalize("NFKC", name).strip()
+    bare = _BRACKETED.sub("", text)
+    if _SEPARATORS.sub("", bare):  # a name that is nothing but brackets keeps them
+        text = bare
+    return _SEPARATORS.sub("", text).casefold()
+
+
+def normalize_value(value: str) -> str:
+    """The form in which category values are compared: NFKC, stripped, case-folded.
+
+    >>> normalize_value(" ＡＰＰ ")
+    'app'
+    """
+    return unicodedata.normalize("NFKC", value).strip().casefold()
+
+
+def _clean_text(value: str) -> str:
+    return unicodedata.normalize("NFKC", value).strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading mappings
+
+
+def load_mapping(source: str, path: str | Path | None = None) -> FieldMapping:
+    """The mapping of ``source``: the shipped default with the user file at ``path`` merged over.
+
+    User aliases, types and value maps add to or override the default ones. A user file holds
+    one source (top-level ``source:``; may be omitted here) or several (top-level keys
+    ``customers``/``behavior``/``orders``/``tickets``). A bad file raises
+    :class:`~custpulse.errors.ConfigError` naming the file and the problem.
+    """
+    if source not in SOURCES:
+        raise ConfigError(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
+    user = None
+    if path is not None:
+        origin = str(path)
+        user = _user_sections(_read_user_file(Path(path)), origin, expected=source).get(source)
+    return _build(source, _default_section(source), user)
+
+
+def load_mappings(path: str | Path | None = None) -> dict[str, FieldMapping]:
+    """The mappings of all four sources, the user file at ``path`` (if any) merged over them."""
+    sections: dict[str, tuple[dict[str, Any], str]] = {}
+    if path is not None:
+        sections = _user_sections(_read_user_file(Path(path)), str(path), expected=None)
+    return {s: _build(s, _default_section(s), sections.get(s)) for s in SOURCES}
+
+
+def _fail(origin: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"Mapping file {origin} {problem}; fix it or leave it out to use the defaults."
+    )
+
+
+def _read_user_file(path: Path) -> Any:
+    origin = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _fail(origin, "is not UTF-8 text") from None
+    except OSError as err:
+        raise _fail(origin, f"cannot be read ({type(err).__name__})") from None
+    return _parse_yaml(text, origin)
+
+
+def _parse_yaml(text: str, origin: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise _fail(origin, f"is not valid YAML{where}") from None
+
+
+@cache
+def _default_text(source: str) -> str:
+    resource = resources.files("custpulse.schemas").joinpath("mappings", f"{source}.yaml")
+    return resource.read_text(encoding="utf-8")
+
+
+def _default_section(source: str) -> tuple[dict[str, Any], str]:
+    origin = f"custpulse/schemas/mappings/{source}.yaml (shipped default)"
+    data = _parse_yaml(_default_text(source), origin)
+    if not isinstance(data, dict):
+        raise _fail(origin, "must be a YAML mapping at the top level")
+    if data.get("source") != source:
+        raise _fail(origin, f"must say source: {source}")
+    return data, origin
+
+
+def _user_sections(
+    data: Any, origin: str, expected: str | None
+) -> dict[str, tuple[dict[str, Any], str]]:
+    """Split a user file into per-source sections (each still unvalidated, with its origin)."""
+    if data is None:
+        raise _fail(origin, "is empty")
+    if not isinstance(data, dict):
+        raise _fail(origin, "must be a YAML mapping at the top level")
+    named = [key for key in data if key in SOURCES]
+    if not named:  # one source
+        source = data.get("source", expected)
+        if source is None:
+            raise _fail(origin, f"must say which source it maps (source: one of {_list(SOURCES)})")
+        if source not in SOURCES:
+            raise _fail(
+                origin, f"names the unknown source {_show(source)} (use one of {_list(SOURCES)})"
+            )
+        if expected is not None and source != expected:
+            raise _fail(origin, f"is a mapping for {source}, not for {expected}")
+        return {source: (data, origin)}
+    others = [key for key in data if key not in SOURCES and key != "version"]
+    if others:
+        raise _fail(
+            origin,
+            f"mixes source sections with the key(s) {_list(others)} (a file with several sources "
+            f"holds only the keys {_list(SOURCES)})",
+        )
+    sections = {}
+    for source in named:
+        section = data[source]
+        if section is None:
+            section = {}
+        if not isinstance(section, dict):
+            raise _fail(origin, f"has its {source} section not as a mapping")
+        if section.get("source", source) != source:
+            raise _fail(origin, f"has its {source} section say source: {_show(section['source'])}")
+        if "version" in data and "version" not in section:
+            section = {**section, "version": data["version"]}
+        sections[source] = (section, f"{origin} ({source} section)")
+    return sections
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _list(names: Iterable[object]) -> str:
+    return ", ".join(str(n) for n in names)
+
+
+@dataclass
+class _Section:
+    version: int | None
+    fields: dict[str, list[str]]
+    types: dict[str, str]
+    values: dict[str, dict[str, str]]
+
+
+def _scalar_text(value: object, origin: str, what: str) -> str:
+    """A YAML key or list entry as text; YAML booleans are refused (they were meant as text)."""
+    if isinstance(value, bool):
+        raise _fail(origin, f"has the YAML boolean {value} as {what}; quote it")
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise _fail(origin, f"has a {type(value).__name__} where {what} should be text")
+
+
+def _canonical_name(value: object, origin: str, where: str) -> str:
+    if not isinstance(value, str) or not _CANONICAL_NAME.fullmatch(value):
+        raise _fail(
+            origin,
+            f"has the field name {_show(value)} under {where} (canonical names are lowercase "
+            "ASCII snake_case)",
+        )
+    if value == EXTRA:
+        raise _fail(origin, f"uses the reserved name '{EXTRA}' as a field under {where}")
+    return value
+
+
+def _parse_section(data: dict[str, Any], origin: str) -> _Section:
+    unknown = [key for key in data if key not in _SECTION_KEYS]
+    if unknown:
+        raise _fail(
+            origin,
+            f"has the unknown key(s) {_list(map(_show, unknown))} "
+            f"(allowed: {_list(_SECTION_KEYS)})",
+        )
+    version = data.get("version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise _fail(origin, "has a version that is not a positive whole number")
+    fields: dict[str, list[str]] = {}
+    for name, aliases in _mapping_of(data, "fields", origin).items():
+        canon = _canonical_name(name, origin, "fields")
+        if aliases is None:
+            aliases = []
+        elif isinstance(aliases, str):
+            aliases = [aliases]
+        if not isinstance(aliases, list):
+            raise _fail(origin, f"gives field {canon} aliases that are not a list")
+        fields[canon] = [_scalar_text(a, origin, f"an alias of {canon}") for a in aliases]
+    types: dict[str, str] = {}
+    for name, kind in _mapping_of(data, "types", origin).items():
+        canon = _canonical_name(name, origin, "types")
+        if kind not in TYPES:
+            raise _fail(
+                origin,
+                f"gives field {canon} the unknown type {_show(kind)} (use one of {_list(TYPES)})",
+            )
+        types[canon] = kind
+    values: dict[str, dict[str, str]] = {}
+    for name, table in _mapping_of(data, "values", origin).items():
+        canon = _canonical_name(name, origin, "values")
+        if table is None:
+            table = {}
+        if not isinstance(table, dict):
+            raise _fail(origin, f"has a value map for {canon} that is not a mapping")
+        values[canon] = {
+            _scalar_text(k, origin, f"a value of {canon}"): _scalar_text(
+                v, origin, f"a canonical value of {canon}"
+            )
+            for k, v in table.items()
+        }
+    return _Section(version, fields, types, values)
+
+
+def _mapping_of(data: dict[str, Any], key: str, origin: str) -> dict[Any, Any]:
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(origin, f"has a '{key}' entry that is not a mapping")
+    return value
+
+
+def _build(
+    source: str,
+    default: tuple[dict[str, Any], str],
+    user: tuple[dict[str, Any], str] | None,
+) -> FieldMapping:
+    """Merge the user section (if any) over the default one and check the result."""
+    layers = [(_parse_section(*default), default[1])]
+    if user is not None:
+        layers.append((_parse_section(*user), user[1]))
+    fields: dict[str, None] = {}
+    types: dict[str, str] = {}
+    values: dict[str, dict[str, str]] = {}
+    for section, _ in layers:
+        fields.update(dict.fromkeys(section.fields))
+    aliases: dict[str, str] = {}
+    for canon in fields:
+        key = normalize_name(canon)
+        if key in aliases:
+            raise _fail(
+                layers[-1][1], f"has fields {aliases[key]} and {canon} that cannot be told apart"
+            )
+        aliases[key] = canon
+    own = dict(aliases)
+    version = 1
+    for section, origin in layers:
+        if section.version is not None:
+            version = section.version
+        claimed: dict[str, str] = {}
+        for canon, names in section.fields.items():
+            for name in names:
+                key = normalize_name(name)
+                if not key:
+                    raise _fail(origin, f"has an empty alias under field {canon}")
+                if own.get(key, canon) != canon:
+                    raise _fail(
+                        origin,
+                        f"gives field {canon} the alias {_show(name)}, "
+                        f"which is the name of the field {own[key]}",
+                    )
+                if claimed.get(key, canon) != canon:
+                    raise _fail(
+                        origin, f"gives the alias {_show(name)} to both {claimed[key]} and {canon}"
+                    )
+                claimed[key] = aliases[key] = canon
+        for canon, kind in section.types.items():
+            if canon not in fields:
+                raise _fail(
+                    origin,
+                    f"gives a type to {canon}, which is not a field of {source} "
+                    "(declare it under fields)",
+                )
+            types[canon] = kind
+        for canon, table in section.values.items():
+            if canon not in fields:
+                raise _fail(
+                    origin,
+                    f"has a value map for {canon}, which is not a field of {source} "
+                    "(declare it under fields)",
+                )
+            merged = values.setdefault(canon, {})
+            for raw, target in table.items():
+                key = normalize_value(raw)
+                if not key or not target.strip():
+                    raise _fail(origin, f"has an empty value in the value map of {canon}")
+                merged[key] = target
+    ordered_types = {canon: types.get(canon, "string") for canon in fields}
+    for canon in values:
+        if ordered_types[canon] != "string":
+            raise _fail(
+                layers[-1][1],
+                f"has a value map for {canon}, but value maps apply only to string fields "
+                f"({canon} is {ordered_types[canon]})",
+            )
+    for table in values.values():  # canonical values are accepted in any case
+        for target in list(table.values()):
+            table.setdefault(normalize_value(target), target)
+    return FieldMapping(source, version, aliases, ordered_types, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Standardizing one record
+
+
+def standardize(
+    record: Mapping[Any, Any], mapping: FieldMapping, zone: tzinfo
+) -> tuple[dict[str, object], list[FieldProblem]]:
+    """Rename, coerce and value-map one raw record. Never raises.
+
+    Returns the canonical fields that arrived (in mapping order; missing or unreadable ones are
+    ``None``) plus ``extra``: a dict of the fields no alias matched, and of source fields that
+    lost a ``duplicate_field`` contest, under their original keys. Naive times are read in
+    ``zone``.
+    """
+    problems: list[FieldProblem] = []
+    chosen: dict[str, object] = {}
+    names: dict[str, list[str]] = {}
+    winner: dict[str, Any] = {}
+    extra: dict[Any, Any] = {}
+    try:
+        items = list(record.items())
+    except Exception:  # noqa: BLE001 (a broken mapping is data, not a crash)
+        return {EXTRA: {}}, [FieldProblem("wrong_type", "", "the record is not a readable mapping")]
+    for key, value in items:
+        canon = _canonical_of(key, mapping)
+        if canon is None:
+            extra[key] = value
+            continue
+        names.setdefault(canon, []).append(_key_text(key))
+        if canon not in chosen:
+            chosen[canon], winner[canon] = value, key
+        elif _is_empty(chosen[canon]) and not _is_empty(value):
+            extra[winner[canon]] = chosen[canon]
+            chosen[canon], winner[canon] = value, key
+        else:
+            extra[key] = value
+    out: dict[str, object] = {}
+    for canon, kind in mapping.types.items():
+        if canon not in chosen:
+            continue
+        if len(names[canon]) > 1:
+            sources = ", ".join(_show(n) for n in names[canon])
+            problems.append(
+                FieldProblem(
+                    "duplicate_field",
+                    canon,
+                    f"source fields {sources} all map to {canon}; the first non-empty one was used",
+                )
+            )
+        value, problem = _coerce_safely(canon, kind, chosen[canon], zone)
+        if problem is not None:
+            problems.append(problem)
+        elif isinstance(value, str):
+            table = mapping.values.get(canon)
+            if table:
+                value = table.get(normalize_value(value), value)
+        out[canon] = value
+    out[EXTRA] = extra
+    return out, problems
+
+
+def _key_text(key: object) -> str:
+    return key if isinstance(key, str) else repr(key)
+
+
+def _canonical_of(key: object, mapping: FieldMapping) -> str | None:
+    return mapping.canonical_name(_key_text(key))
+
+
+def _is_empty(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _coerce_safely(
+    canon: str, kind: str, value: object, zone: tzinfo
+) -> tuple[object, FieldProblem | None]:
+    if _is_empty(value):
+        return None, None
+    try:
+        result, reason = _COERCERS[kind](value, zone)
+    except Exception:  # noqa: BLE001 (whatever the value, it becomes a reported problem)
+        result, reason = None, f"could not be read as {kind} ({type(value).__name__})"
+    if reason is None:
+        return result, None
+    code = "bad_time" if kind == "time" else "wrong_type"
+    return None, FieldProblem(code, canon, f"{canon}: {reason}")
+
+
+# Each coercer returns (value, None) or (None, reason); reasons name types, never values.
+
+_Coerced = tuple[object, str | None]
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_GROUPED = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
+_CURRENCY_PREFIX = re.compile(r"^(?:¥|rmb|cny)\s*", re.IGNORECASE)
+_CURRENCY_SUFFIX = re.compile(r"\s*(?:元|圆|块|塊|rmb|cny|yuan)$", re.IGNORECASE)
+_COUNT_SUFFIX = re.compile(
+    r"\s*(?:秒钟|秒鐘|秒|s|sec|secs|seconds?|分钟|分鐘|分|min|mins|minutes?|次|个|個|件|星)$",
+    re.IGNORECASE,
+)
+
+
+def _number_text(text: str, money: bool) -> Decimal | None:
+    """Decimal of a numeric text with the affixes we accept, or None."""
+    text = _clean_text(text)
+    if len(text) > _MAX_NUMBER_TEXT:
+        return None
+    sign = ""
+    if money:
+        if text[:1] in "+-" and text[1:2] and not text[1:2].isdigit():
+            sign, text = text[0], text[1:].lstrip()
+        text = _CURRENCY_SUFFIX.sub("", _CURRENCY_PREFIX.sub("", text))
+    else:
+        text = _COUNT_SUFFIX.sub("", text)
+    text = text.strip()
+    if _GROUPED.fullmatch(text):
+        text = text.replace(",", "")
+    if not _NUMBER.fullmatch(text):
+        return None
+    number = Decimal(text)
+    return -number if sign == "-" else number
+
+
+def _to_decimal(value: object, zone: tzinfo) -> _Coerced:
+    if isinstance(value, bool):
+        return None, "expected a decimal number, got a boolean"
+    if isinstance(value, int | float | Decimal):
+        number = float(value)
+    elif isinstance(value, str):
+        parsed = _number_text(value, money=True)
+        if parsed is None:
+            return None, "expected a decimal number, got text that is not one"
+        number = float(parsed)
+    else:
+        return None, f"expected a decimal number, got {type(value).__name__}"
+    if not math.isfinite(number):
+        return None, "expected a finite decimal number"
+    return number, None
+
+
+def _to_integer(value: object, zone: tzinfo) -> _Coerced:
+    if isinstance(value, bool):
+        return None, "expected a whole number, got a boolean"
+    if isinstance(value, int):
+        number: Decimal | None = Decimal(value)
+    elif isinstance(value, float | Decimal):
+        if not math.isfinite(value):
+            return None, "expected a whole number, got a non-finite number"
+        number = Decimal(value)
+    elif isinstance(value, str):
+        number = _number_text(value, money=False)
+        if number is None:
+            return None, "expected a whole number, got text that is not one"
+    else:
+        return None, f"expected a whole number, got {type(value).__name__}"
+    if abs(number) >= _INT_LIMIT:
+        return None, "expected a whole number within 64 bits"
+    if number != number.to_integral_value():
+        return None, "expected a whole number, got a fraction"
+    return int(number), None
+
+
+_TRUE = frozenset({"true", "t", "yes", "y", "1", "是", "有", "对", "對"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", "否", "无", "無", "不是"})
+
+
+def _to_boolean(value: object, zone: tzinfo) -> _Coerced:
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value), None
+    if isinstance(value, str):
+        text = normalize_value(value)
+        if text in _TRUE:
+            return True, None
+        if text in _FALSE:
+            return False, None
+        return None, "expected a yes/no value, got text that is not one"
+    return None, f"expected a yes/no value, got {type(value).__name__}"
+
+
+_CJK_DATE = re.compile(
+    r"(\d{4})年(\d{1,2})月(\d{1,2})[日号號]?"
+    r"(?:\s*(\d{1,2})[时時点點:](?:(\d{1,2})分?(?::?(\d{1,2})秒?)?)?)?"
+)
+
+
+def _to_time(value: object, zone: tzinfo) -> _Coerced:
+    if isinstance(value, str):
+        value = _clean_text(value)
+        match = _CJK_DATE.fullmatch(value)  # 2024年3月15日 10时30分
+        if match:
+            y, mo, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
+            value = f"{y:04d}-{mo:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d}"
+    elif not isinstance(value, int | float | datetime | date) or isinstance(value, bool):
+        return None, f"expected a time, got {type(value).__name__}"
+    moment = parse_time(value, zone)
+    if moment is None or moment.utcoffset() is None:
+        return None, "time could not be read (use 'YYYY-MM-DD HH:MM:SS', ISO 8601 or epoch s/ms)"
+    moment.astimezone(UTC)  # raises (-> reported) when the time has no UTC equivalent
+    return moment, None
+
+
+def _to_list(value: object, zone: tzinfo) -> _Coerced:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None, "expected a list, got text that is not JSON"
+    if isinstance(value, list | tuple):
+        return list(value), None
+    return None, f"expected a list, got {type(value).__name__}"
+
+
+def _to_json(value: object, zone: tzinfo) -> _Coerced:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return None, "expected a JSON object or list, got text that is not JSON"
+    if isinstance(value, dict | list):
+        return value, None
+    if isinstance(value, tuple):
+        return list(value), None
+    return None, f"expected a JSON object or list, got {type(value).__name__}"
+
+
+def _to_string(value: object, zone: tzinfo) -> _Coerced:
+    if isinstance(value, str):
+        text = _clean_text(value)
+        return (text or None), None
+    if isinstance(value, bool):
+        return None, "expected text, got a boolean"
+    if isinstance(value, int):
+        return str(value), None
+    if isinstance(value, float | Decimal):
+        if not math.isfinite(value):
+            return None, "expected text, got a non-finite number"
+        return (str(int(value)) if value == int(value) else str(value)), None
+    return None, f"expected text, got {type(value).__name__}"
+
+
+_COERCERS = {
+    "string": _to_string,
+    "decimal": _to_decimal,
+    "integer": _to_integer,
+    "boolean": _to_boolean,
+    "time": _to_time,
+    "list": _to_list,
+    "json": _to_json,
+}
