@@ -54,3 +54,19 @@ def test_topics_and_lag_list_our_topics(settings: Settings, tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"group {settings.app_id}" in result.stdout
     assert result.stdout.strip().endswith("total lag 2")  # nobody consumed yet
+
+
+def test_worker_refuses_the_development_secret_outside_dev(settings: Settings):
+    from custpulse.settings import DEV_PII_SECRET
+
+    result = run_cli(settings, "worker", CUSTPULSE_PII_SECRET=DEV_PII_SECRET, CUSTPULSE_ENV="prod")
+    _one_sentence(result, "development PII secret", "CUSTPULSE_PII_SECRET", "CUSTPULSE_ENV=dev")
+
+
+def test_bad_user_mapping_is_one_sentence(settings: Settings, tmp_path):
+    bad = tmp_path / "m.yaml"
+    bad.write_text("source: orders\nfields: [not, a, mapping]\n")
+    data = tmp_path / "o.jsonl"
+    data.write_text('{"user_id": "U1", "order_time": "2024-01-01"}\n')
+    result = run_cli(settings, "import", "orders", str(data), "--mapping", str(bad))
+    _one_sentence(result, "m.yaml")

@@ -234,3 +234,45 @@ def test_sigkill_with_redeliveries_keeps_counts_exact(
                                   check_names=False)
     assert int(table["ids"].sum()) == n_events
     assert read_topic(settings, settings.deadletter_topic) == []
+
+
+def test_user_mapping_for_import_and_worker_and_quality_rates(
+    settings: Settings, worker: WorkerProcess, tmp_path: Path
+):
+    mapping = tmp_path / "shop.yaml"
+    mapping.write_text(
+        "version: 3\nsource: orders\n"
+        "fields:\n  user_id: [cust_no]\n  order_time: [paid_at]\n  amount: [total_fee]\n"
+        "  status: [state]\n"
+        "values:\n  status: {SUCCESS: paid, REFUND: refunded}\n"
+    )
+    data = tmp_path / "shop_orders.csv"
+    data.write_text(
+        "cust_no,paid_at,total_fee,state\n"
+        "C2,2026-10-02 08:00:00,\"1,000.00\",SUCCESS\n"
+        "C1,2026-10-01 08:00:00,12.5,SUCCESS\n"
+        "C1,2026-10-03 08:00:00,12.5,REFUND\n"
+    )
+    worker.env["CUSTPULSE_MAPPING"] = str(mapping)
+    worker.start()
+    result = run_cli(settings, "import", "orders", str(data), "--mapping", str(mapping))
+    assert result.returncode == 0 and "sent 3, dead-lettered 0" in result.stdout, result
+    wait_drained(settings, worker)
+    events = [json.loads(v) for _, v in read_topic(settings, settings.events_topic)]
+    # keyed and sorted by the mapped names: C1's first order comes first
+    assert [(e["user_id"], e["data"]["amount"], e["data"]["status"]) for e in events
+            if e["user_id"] == "C1"] == [("C1", 12.5, "paid"), ("C1", 12.5, "refunded")]
+    assert next(e for e in events if e["user_id"] == "C2")["data"]["amount"] == 1000.0
+    assert observed_redis(settings)["orders"].to_dict() == {"C1": 2, "C2": 1}
+    # Missing rates are tracked and published to Redis (every 5 s).
+    client = redis.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + 20
+    quality = None
+    while time.monotonic() < deadline and quality is None:
+        quality = client.hget(settings.redis_key("quality"), "orders")
+        time.sleep(0.5)
+    client.close()
+    assert quality is not None
+    stats = json.loads(quality)
+    assert stats["channel"]["seen"] == 3 and stats["channel"]["missing_rate"] == 1.0
+    assert stats["status"]["missing"] == 0

@@ -7,7 +7,7 @@ import pytest
 from custpulse.errors import ConfigError
 from custpulse.settings import load_settings
 
-ENV = ("KAFKA_BOOTSTRAP", "REDIS_URL", "CUSTPULSE_TOPIC_PREFIX", "CUSTPULSE_PARTITIONS",
+ENV = ("KAFKA_BOOTSTRAP", "REDIS_URL", "CUSTPULSE_PII_SECRET", "CUSTPULSE_PII_SECRET_FILE", "CUSTPULSE_TOPIC_PREFIX", "CUSTPULSE_PARTITIONS",
        "CUSTPULSE_SOURCE_TZ", "CUSTPULSE_REDIS_PREFIX", "CUSTPULSE_APP_ID", "CUSTPULSE_LOG_LEVEL")
 
 
@@ -66,3 +66,27 @@ def test_bad_values_give_one_sentence(monkeypatch, name, value, words):
     assert words in message
     assert "\n" not in message
     assert message.endswith("(see docs/contract.md, 'Configuration').")
+
+
+def test_pii_secret_from_env_or_file(monkeypatch, tmp_path):
+    from custpulse.settings import DEV_PII_SECRET
+
+    assert load_settings().uses_dev_secret()
+    assert load_settings().secret_bytes() == DEV_PII_SECRET.encode()
+    monkeypatch.setenv("CUSTPULSE_PII_SECRET", "s" * 20)
+    assert load_settings().secret_bytes() == b"s" * 20
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(b"from-a-file-0123456789\n")
+    monkeypatch.setenv("CUSTPULSE_PII_SECRET_FILE", str(secret_file))
+    s = load_settings()
+    assert s.secret_bytes() == b"from-a-file-0123456789" and not s.uses_dev_secret()
+    assert "from-a-file" not in repr(s) and "s" * 20 not in repr(s)
+
+
+def test_short_or_unreadable_secret_is_one_sentence(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUSTPULSE_PII_SECRET", "short")
+    with pytest.raises(ConfigError, match="shorter than 16 bytes"):
+        load_settings().secret_bytes()
+    monkeypatch.setenv("CUSTPULSE_PII_SECRET_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="CUSTPULSE_PII_SECRET_FILE"):
+        load_settings().secret_bytes()
