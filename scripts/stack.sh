@@ -104,7 +104,7 @@ redis_up() {
   say "starting Redis on $redis_host:$redis_port"
   redis-server --bind "$redis_host" --port "$redis_port" --dir "$redis_data" \
     --daemonize yes --pidfile "$stack/redis.pid" --logfile "$logs/redis.log" \
-    --save 60 1000 --appendonly no --protected-mode yes
+    --save 60 1000 --appendonly no --protected-mode yes --stop-writes-on-bgsave-error no
   wait_port "$redis_host" "$redis_port" 30 || die "Redis did not answer on $redis_host:$redis_port within 30 s (log: $logs/redis.log)."
 }
 
