@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     dedupe_max_ids: int = Field(
         5000, ge=10, description="Event ids remembered per customer for deduplication."
     )
+    allowed_lateness_s: float = Field(
+        0.0, ge=0, description="The watermark trails the latest event time by this much."
+    )
+    idle_clock: str = Field(
+        "follow", description="'follow': the watermark moves with event time only; 'wall': "
+        "it also follows wall-clock time minus the allowed lateness (live operation)."
+    )
     session_timeout_s: float = Field(
         30.0, ge=6, le=300, description="Kafka group session timeout of the worker, seconds."
     )
@@ -81,6 +88,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("idle_clock")
+    @classmethod
+    def _known_clock(cls, value: str) -> str:
+        if value not in {"follow", "wall"}:
+            raise ValueError("must be 'follow' or 'wall'")
         return value
 
     @field_validator("log_level")

@@ -61,14 +61,29 @@ def profile_key(settings: Settings, user_id: str) -> str:
     return settings.redis_key("profile", user_id)
 
 
-def profile_fields(state: CountState, updated_at: str) -> dict[str, str]:
-    """The hash fields for one user's state (all values as strings)."""
+def profile_fields(
+    state: CountState, updated_at: str, view: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The hash fields for one user: event counts, the profile view as of its ``as_of``, and
+    ``updated_at``. Values are strings: numbers as text, lists as JSON, missing as ``""``."""
     fields = {"events_total": str(total(state))}
     for source in SOURCES:
         fields[f"events_{source}"] = str(state["by_source"].get(source, 0))
     fields["last_event_time"] = state.get("last_event_time") or ""
+    for name, value in (view or {}).items():
+        fields[name] = _text(value)
     fields["updated_at"] = updated_at
     return fields
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def decode_profile(raw: Mapping[Any, Any]) -> dict[str, str]:

@@ -6,18 +6,21 @@ import faust
 
 from custpulse.settings import Settings
 
-EVENT_COUNTS = "event_counts"
+PROFILES = "profiles"
 
 
-def event_counts_table(app: faust.App, settings: Settings) -> faust.Table:
-    """Per user_id: the :mod:`custpulse.processors.counting` state (JSON dict).
+def profiles_table(app: faust.App, settings: Settings) -> faust.Table:
+    """Per user_id (JSON):  ``{"dedupe": <processors.counting state>,
+    "profile": <processors.profile state>}``.
 
-    Partitioned like ``<prefix>events`` (same partition count), which is keyed by user_id.
+    Both halves live in one value so the ids applied and the state they changed are written
+    (and recovered) together. Partitioned like ``<prefix>events`` (same partition count),
+    which is keyed by user_id.
     """
     return app.Table(
-        EVENT_COUNTS,
+        PROFILES,
         default=None,
         partitions=settings.partitions,
         schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
-        help="Events per user id, with the ids applied (for idempotence).",
+        help="Per user id: dedupe memory and the live profile state.",
     )

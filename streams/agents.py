@@ -12,8 +12,10 @@ from typing import Any
 import faust
 import redis.asyncio as aioredis
 
+from custpulse.processors.clock import Watermark
 from custpulse.processors.counting import fold_count
 from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
+from custpulse.processors.profile import fold_profile, profile_view
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.events import CanonicalEvent
@@ -26,7 +28,7 @@ from custpulse.state.redis_mirror import (
     write_profile,
     write_quality,
 )
-from custpulse.state.tables import event_counts_table
+from custpulse.state.tables import profiles_table
 from custpulse.streams.metrics import Metrics
 
 log = logging.getLogger("custpulse.agents")
@@ -59,7 +61,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     deadletter_topic = app.topic(
         settings.deadletter_topic, key_serializer="raw", value_serializer="raw"
     )
-    counts = event_counts_table(app, settings)
+    profiles = profiles_table(app, settings)
+    clock = Watermark(timedelta(seconds=settings.allowed_lateness_s), settings.idle_clock)
     config = ingest_config(settings)
     quality = QualityTracker(OPTIONAL_FIELDS, NUMERIC_FIELDS)
 
@@ -110,11 +113,14 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                         position, None,
                     )
                     continue
-                state, verdict = fold_count(
-                    counts.get(canonical.user_id), canonical, settings.dedupe_max_ids
-                )
+                value = profiles.get(canonical.user_id) or {"dedupe": None, "profile": None}
+                state, verdict = fold_count(value["dedupe"], canonical, settings.dedupe_max_ids)
+                clock.observe(canonical.event_time)
+                as_of = clock.current(datetime.now(UTC)) or canonical.event_time
+                profile = value["profile"]
                 if verdict == "accepted":
-                    counts[canonical.user_id] = state
+                    profile = fold_profile(profile, canonical, as_of)
+                    profiles[canonical.user_id] = {"dedupe": state, "profile": profile}
                     metrics.accepted.labels(canonical.source).inc()
                 elif verdict == "duplicate":
                     metrics.duplicates.labels(canonical.source).inc()
@@ -129,7 +135,9 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 await write_profile(
                     client,
                     profile_key(settings, canonical.user_id),
-                    profile_fields(state, to_iso(datetime.now(UTC))),
+                    profile_fields(
+                        state, to_iso(datetime.now(UTC)), profile_view(profile, as_of)
+                    ),
                 )
                 metrics.fold_seconds.observe(time.perf_counter() - started)
         finally:

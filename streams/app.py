@@ -18,7 +18,7 @@ def create_app(
     settings: Settings, registry: CollectorRegistry | None = None
 ) -> tuple[faust.App, Metrics]:
     """A Faust app with custpulse's topics, tables and agents. The app id is the consumer
-    group and the prefix of changelog topics (``<app_id>-event_counts-changelog``)."""
+    group and the prefix of changelog topics (``<app_id>-profiles-changelog``)."""
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings),

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from custpulse.settings import SOURCES, Settings
 from custpulse.state.redis_mirror import scan_profiles
-from custpulse.state.tables import EVENT_COUNTS
+from custpulse.state.tables import PROFILES
 
 from .conftest import WorkerProcess, free_port, run_cli, wait_drained
 from .kafka_read import end_offsets, read_topic, table_from_changelog
@@ -44,9 +44,10 @@ def observed_redis(settings: Settings) -> pd.DataFrame:
 
 
 def observed_table(settings: Settings) -> pd.DataFrame:
-    table = table_from_changelog(settings, EVENT_COUNTS)
+    table = table_from_changelog(settings, PROFILES)
     df = pd.DataFrame(
-        {u: {s: v["by_source"].get(s, 0) for s in SOURCES} | {"ids": len(v["ids"])}
+        {u: {s: v["dedupe"]["by_source"].get(s, 0) for s in SOURCES}
+         | {"ids": len(v["dedupe"]["ids"])}
          for u, v in table.items()}
     ).T.sort_index()
     df.index.name = "user_id"
@@ -84,7 +85,7 @@ def test_every_generated_event_counted_once_in_table_and_redis(
     pd.testing.assert_frame_equal(table_view[list(SOURCES)], expected, check_dtype=False,
                                   check_names=False)
     assert (table_view["ids"] == expected.sum(axis=1)).all()
-    changelog = f"{settings.app_id}-{EVENT_COUNTS}-changelog"
+    changelog = f"{settings.app_id}-{PROFILES}-changelog"
     writes_before = sum(end_offsets(settings, changelog).values())
     assert writes_before == n_events  # one table write per new event, none per duplicate
 
