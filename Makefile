@@ -44,3 +44,6 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-data
+
+bench: setup stack-up
+	$(BIN)/python bench/run.py

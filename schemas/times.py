@@ -74,6 +74,13 @@ def _from_epoch(number: float) -> datetime | None:
 
 
 def _from_text(text: str, zone: tzinfo) -> datetime | None:
+    # Fast path: ISO 8601 and "YYYY-MM-DD HH:MM[:SS]" (C parser; handles offsets and "Z").
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
     for fmt in _NAIVE_FORMATS:
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=zone)  # noqa: DTZ007 (zone set)
