@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     pii_secret_file: str | None = Field(
         None, description="File holding the PII secret (wins over CUSTPULSE_PII_SECRET)."
     )
+    segments: str | None = Field(
+        None, description="YAML tag library replacing the shipped default."
+    )
+    campaigns: str | None = Field(
+        None, description="YAML campaign triggers replacing the shipped default."
+    )
+    alerts_stream_maxlen: int = Field(
+        100_000, ge=100, description="Approximate length bound of the Redis alert stream."
+    )
     mapping: str | None = Field(
         None, description="YAML field mapping merged over the shipped defaults."
     )
@@ -157,8 +166,21 @@ class Settings(BaseSettings):
     def deadletter_topic(self) -> str:
         return self.topic("deadletter")
 
+    @property
+    def segment_changes_topic(self) -> str:
+        return self.topic("segment-changes")
+
+    @property
+    def campaign_triggers_topic(self) -> str:
+        return self.topic("campaign-triggers")
+
+    @property
+    def ops_alerts_topic(self) -> str:
+        return self.topic("ops-alerts")
+
     def internal_topics(self) -> list[str]:
-        return [self.events_topic, self.deadletter_topic]
+        return [self.events_topic, self.deadletter_topic, self.segment_changes_topic,
+                self.campaign_triggers_topic, self.ops_alerts_topic]
 
     def redis_key(self, *parts: str) -> str:
         """``redis_key("profile", "U1") == "cp:profile:U1"`` with the default prefix."""

@@ -28,14 +28,35 @@ log = logging.getLogger("custpulse.redis")
 RETRY_MAX_DELAY_S = 5.0
 
 
-async def write_profile(client: Any, key: str, fields: Mapping[str, str]) -> None:
-    """HSET ``fields`` on ``key``, retrying with backoff (0.1 s doubling to 5 s) until Redis
-    accepts it. The caller's offset does not advance meanwhile, so a Redis outage delays the
-    mirror but never skips a write. Logs carry the error type only, never values."""
+async def write_profile(
+    client: Any,
+    key: str,
+    fields: Mapping[str, str],
+    alerts: list[dict[str, Any]] | None = None,
+    settings: Settings | None = None,
+) -> None:
+    """HSET ``fields`` on ``key`` and publish ``alerts`` (stream ``<prefix>alerts`` and the
+    segment member sets ``<prefix>segment:<group>:<name>``) in one pipeline, retrying with
+    backoff (0.1 s doubling to 5 s) until Redis accepts it. The caller's offset does not
+    advance meanwhile, so a Redis outage delays the mirror but never skips a write. Every
+    command is safe to repeat (an alert repeated in the stream keeps its ``alert_id``). Logs
+    carry the error type only, never values."""
     delay = 0.1
     while True:
         try:
-            await client.hset(key, mapping=dict(fields))
+            pipe = client.pipeline(transaction=True)
+            pipe.hset(key, mapping=dict(fields))
+            for alert in alerts or ():
+                assert settings is not None
+                pipe.xadd(settings.redis_key("alerts"), {"alert": json.dumps(alert)},
+                          maxlen=settings.alerts_stream_maxlen, approximate=True)
+                if alert["group"] in ("value", "activity"):
+                    if alert["old"] is not None:
+                        pipe.srem(segment_key(settings, alert["group"], alert["old"]),
+                                  alert["user_id"])
+                    pipe.sadd(segment_key(settings, alert["group"], alert["new"]),
+                              alert["user_id"])
+            await pipe.execute()
             return
         except (RedisError, OSError) as exc:
             log.warning("Redis write failed (%s); retrying in %.1f s", type(exc).__name__, delay)
@@ -55,6 +76,11 @@ async def write_quality(client: Any, settings: Settings, snapshot: dict[str, Any
         )
     except (RedisError, OSError) as exc:
         log.warning("Redis quality publish failed (%s)", type(exc).__name__)
+
+
+def segment_key(settings: Settings, group: str, segment: str) -> str:
+    """``<prefix>segment:<group>:<segment>``: the set of user ids currently in a segment."""
+    return settings.redis_key("segment", group, segment)
 
 
 def profile_key(settings: Settings, user_id: str) -> str:

@@ -31,6 +31,7 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
     "source": {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
     "events": {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
     "deadletter": {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+    "alerts": {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
 }
 
 
@@ -102,6 +103,9 @@ def wanted_topics(settings: Settings) -> dict[str, dict[str, str]]:
     topics = {name: TOPIC_CONFIG["source"] for name in settings.source_topics().values()}
     topics[settings.events_topic] = TOPIC_CONFIG["events"]
     topics[settings.deadletter_topic] = TOPIC_CONFIG["deadletter"]
+    for name in (settings.segment_changes_topic, settings.campaign_triggers_topic,
+                 settings.ops_alerts_topic):
+        topics[name] = TOPIC_CONFIG["alerts"]
     return topics
 
 

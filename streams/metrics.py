@@ -18,6 +18,8 @@ class Metrics:
     duplicates: Counter
     fold_seconds: Histogram
     missing_rate: Gauge
+    segment_changes: Counter
+    ops_alerts: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> Metrics:
@@ -47,5 +49,12 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
         missing_rate=Gauge(
             "custpulse_field_missing_rate", "Share of records missing a field (0..1), per worker.",
             ["source", "field"], registry=registry,
+        ),
+        segment_changes=Counter(
+            "custpulse_segment_changes", "Segment-change alerts sent.", ["group"],
+            registry=registry,
+        ),
+        ops_alerts=Counter(
+            "custpulse_ops_alerts", "Ops alerts sent.", ["kind"], registry=registry,
         ),
     )

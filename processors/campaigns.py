@@ -1,0 +1,249 @@
+"""Campaign triggers: segment alerts -> marketing actions, with a measured holdout (pure).
+
+Rules live in a versioned YAML file (shipped default ``schemas/campaigns/default.yaml``; a user
+file given to :func:`load_campaigns` *replaces* it). A trigger matches a segment alert when the
+alert's ``group`` equals ``when.group``, its ``new`` segment equals ``when.to`` and, if
+``when.from`` is given, its ``old`` segment is one of those (missing ``from`` = any previous
+segment, including none). Groups are ``'value'``, ``'activity'`` and ``'tag:<name>'``; a tag's
+segments are ``'on'``/``'off'`` (``when: {group: "tag:key_account", to: "on"}``).
+
+Holdout: a share ``holdout_share`` of eligible customers is deliberately not contacted so that
+the effect of a campaign can be measured against them (the brief's "closing the loop"). The
+draw is deterministic per ``(campaign, user_id)`` (:func:`in_holdout`): the same customer is
+always in or always out of the holdout of one campaign, across restarts and rule versions.
+Held-out customers still get a trigger message, with ``"holdout": true``; **consumers must not
+contact them** - the message exists so that the outcome of both groups can be compared.
+
+Ids: ``trigger_id`` is derived from the alert id and the trigger name, so a redelivered alert
+yields the same trigger ids and consumers deduplicate on them.
+
+>>> rules = load_campaigns()
+>>> alert = {"alert_id": "a-1", "user_id": "U1", "group": "value", "old": None,
+...          "new": "potential", "rule_version": 2, "traits": {},
+...          "event_time": "2026-03-01T00:00:00.000+00:00"}
+>>> [(m["trigger"], m["action"]["campaign"]) for m in campaign_triggers(rules, alert)]
+[('new_potential_coupon', 'new_customer_coupon')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from custpulse.errors import ConfigError
+
+TRIGGER_VERSION = 1
+GROUPS = ("value", "activity")
+TAG_PREFIX = "tag:"
+ACTION_REQUIRED = ("type", "campaign", "channel")
+_TOP_KEYS = {"version", "holdout_share", "triggers"}
+_TRIGGER_KEYS = {"name", "when", "action"}
+_WHEN_KEYS = {"group", "to", "from"}
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One rule: alerts of ``group`` entering ``to`` (from one of ``from_``, or from anything
+    when ``from_`` is None) get ``action`` (``type``, ``campaign``, ``channel``, optional
+    ``description`` and any further keys the consumer understands)."""
+
+    name: str
+    group: str
+    to: str
+    from_: tuple[str, ...] | None
+    action: dict[str, Any]
+
+    def matches(self, alert: Mapping[str, Any]) -> bool:
+        """True if the segment alert moves a customer into this trigger's segment."""
+        if alert.get("group") != self.group or alert.get("new") != self.to:
+            return False
+        if alert.get("old") == alert.get("new"):
+            return False  # not a move
+        return self.from_ is None or alert.get("old") in self.from_
+
+
+@dataclass(frozen=True)
+class CampaignRules:
+    """The trigger set of one rules file; ``holdout_share`` is a fraction in ``[0, 1)``."""
+
+    version: int
+    holdout_share: float
+    triggers: tuple[Trigger, ...]
+
+
+def load_campaigns(path: str | Path | None = None) -> CampaignRules:
+    """The campaign rules: the shipped default, or the user file at ``path`` instead of it.
+
+    A bad file raises :class:`~custpulse.errors.ConfigError` with one sentence naming the file
+    and the problem (unreadable, not YAML, missing or unknown keys, share outside ``[0, 1)``,
+    duplicate trigger names, unknown segment group).
+    """
+    if path is None:
+        origin = "custpulse/schemas/campaigns/default.yaml (shipped default)"
+        return _build(_parse(_default_text(), origin), origin)
+    origin = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _fail(origin, "is not UTF-8 text") from None
+    except OSError as err:
+        raise _fail(origin, f"cannot be read ({type(err).__name__})") from None
+    return _build(_parse(text, origin), origin)
+
+
+def in_holdout(user_id: str, campaign: str, share: float) -> bool:
+    """Deterministic holdout draw: the first 8 hex digits of sha256(``campaign + '\\x00' +
+    user_id``) read as a number in ``[0, 1)`` (divided by 2**32), compared with ``share``.
+
+    >>> in_holdout("U1", "win_back_offer", 0.0), in_holdout("U1", "win_back_offer", 1.0)
+    (False, True)
+    """
+    digest = hashlib.sha256(f"{campaign}\x00{user_id}".encode()).hexdigest()
+    return int(digest[:8], 16) / 2**32 < share
+
+
+def trigger_id(alert_id: str, trigger_name: str) -> str:
+    """``'t-'`` + the first 24 hex digits of sha256(``alert_id + trigger_name``) (alert ids
+    have a fixed length, so the concatenation is unambiguous)."""
+    return "t-" + hashlib.sha256((alert_id + trigger_name).encode()).hexdigest()[:24]
+
+
+def campaign_triggers(rules: CampaignRules, alert: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One JSON-ready trigger message per trigger of ``rules`` matching the segment alert
+    (the dict of :func:`~custpulse.processors.alerts.segment_alert`), in rules order.
+
+    ``event_time`` is the alert's (the time of the segment move, ISO 8601 UTC); ``holdout``
+    says whether the customer is held out of the action's campaign (do not contact).
+    """
+    messages = []
+    for trig in rules.triggers:
+        if not trig.matches(alert):
+            continue
+        user_id = alert["user_id"]
+        messages.append(
+            {
+                "v": TRIGGER_VERSION,
+                "trigger_id": trigger_id(alert["alert_id"], trig.name),
+                "alert_id": alert["alert_id"],
+                "user_id": user_id,
+                "trigger": trig.name,
+                "action": dict(trig.action),
+                "holdout": in_holdout(user_id, trig.action["campaign"], rules.holdout_share),
+                "holdout_share": rules.holdout_share,
+                "rule_version": rules.version,
+                "segment_rule_version": alert["rule_version"],
+                "traits": dict(alert.get("traits") or {}),
+                "event_time": alert["event_time"],
+            }
+        )
+    return messages
+
+
+# --- loading and validation ---------------------------------------------------------------
+
+
+def _fail(origin: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"Campaign file {origin} {problem}; fix it or leave it out to use the defaults."
+    )
+
+
+@cache
+def _default_text() -> str:
+    resource = resources.files("custpulse.schemas").joinpath("campaigns", "default.yaml")
+    return resource.read_text(encoding="utf-8")
+
+
+def _parse(text: str, origin: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise _fail(origin, f"is not valid YAML{where}") from None
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _keys(data: Mapping[str, Any], allowed: set[str], where: str, origin: str) -> None:
+    unknown = sorted(str(k) for k in data if k not in allowed)
+    if unknown:
+        raise _fail(origin, f"has unknown key {unknown[0]!r} in {where}")
+
+
+def _build(data: Any, origin: str) -> CampaignRules:
+    if not isinstance(data, dict):
+        raise _fail(origin, "must be a YAML mapping at the top level")
+    _keys(data, _TOP_KEYS, "the top level", origin)
+    for key in sorted(_TOP_KEYS):
+        if key not in data:
+            raise _fail(origin, f"is missing the top-level key {key!r}")
+    version = data["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _fail(origin, "must have a positive integer version")
+    share = data["holdout_share"]
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+        raise _fail(origin, "must have a holdout_share of at least 0 and below 1")
+    if not isinstance(data["triggers"], list):
+        raise _fail(origin, "must have a list of triggers")
+    triggers: list[Trigger] = []
+    for index, raw in enumerate(data["triggers"], start=1):
+        trig = _trigger(raw, f"trigger {index}", origin)
+        if any(t.name == trig.name for t in triggers):
+            raise _fail(origin, f"has two triggers named {trig.name!r}")
+        triggers.append(trig)
+    return CampaignRules(version=version, holdout_share=float(share), triggers=tuple(triggers))
+
+
+def _trigger(raw: Any, where: str, origin: str) -> Trigger:
+    if not isinstance(raw, dict):
+        raise _fail(origin, f"has a {where} that is not a mapping")
+    if _text(raw.get("name")):
+        where = f"trigger {raw['name']!r}"
+    _keys(raw, _TRIGGER_KEYS, where, origin)
+    for key in ("name", "when", "action"):
+        if key not in raw:
+            raise _fail(origin, f"is missing {key!r} in {where}")
+    if not _text(raw["name"]):
+        raise _fail(origin, f"needs a non-empty text name in {where}")
+    when, action = raw["when"], raw["action"]
+    if not isinstance(when, dict):
+        raise _fail(origin, f"needs a mapping for 'when' in {where}")
+    _keys(when, _WHEN_KEYS, f"'when' of {where}", origin)
+    for key in ("group", "to"):
+        if not _text(when.get(key)):
+            raise _fail(origin, f"is missing a text 'when.{key}' in {where}")
+    group = when["group"]
+    if group not in GROUPS and not (group.startswith(TAG_PREFIX) and group[len(TAG_PREFIX) :]):
+        raise _fail(
+            origin, f"has unknown group {group!r} in {where} (use value, activity or tag:<name>)"
+        )
+    from_ = when.get("from")
+    if from_ is not None:
+        if not isinstance(from_, list) or not from_ or not all(_text(v) for v in from_):
+            raise _fail(origin, f"needs 'when.from' to be a non-empty list of segments in {where}")
+        from_ = tuple(from_)
+    if not isinstance(action, dict):
+        raise _fail(origin, f"needs a mapping for 'action' in {where}")
+    for key in ACTION_REQUIRED:
+        if not _text(action.get(key)):
+            raise _fail(origin, f"is missing a text 'action.{key}' in {where}")
+    if "description" in action and not isinstance(action["description"], str):
+        raise _fail(origin, f"needs a text 'action.description' in {where}")
+    try:
+        json.dumps(action, allow_nan=False)
+    except (TypeError, ValueError):
+        raise _fail(
+            origin, f"has an 'action' value that is not plain JSON data in {where}"
+        ) from None
+    return Trigger(name=raw["name"], group=group, to=when["to"], from_=from_, action=dict(action))
