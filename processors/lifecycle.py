@@ -5,11 +5,11 @@ The segment state kept next to the profile (JSON-ready)::
     {"segment": "potential", "since": "<iso>", "activity_segment": "active",
      "rfm": {...}, "tags": [...], "rule_version": 1,
      "evaluated_at": "<iso>",                          # as_of of the last evaluation
-     "recent": {"cause": "<event id | timer:...>", "alerts": [...]}}
+     "recent": [{"cause": "<event id | timer:...>", "alerts": [...]}, ...]}
 
-``recent`` keeps the alerts of the last evaluation that produced any, so that a redelivered
-cause (after a crash between the state write and the alert send) re-sends the same alerts with
-the same ids instead of losing them.
+``recent`` keeps the alerts of the last :data:`RECENT_CAUSES` evaluations that produced any,
+so that a redelivered cause (after a crash between the state write and the alert send)
+re-sends the same alerts with the same ids instead of losing them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from custpulse.schemas.segments import TagLibrary
 from custpulse.schemas.times import parse_time, to_iso
 
 SegState = dict[str, Any]
+RECENT_CAUSES = 50
+"""Causes whose alerts are remembered for re-sending: more than one commit interval's worth
+of alert-producing evaluations of one customer."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def decide(
         "tags": list(new.tags),
         "rule_version": library.version,
         "evaluated_at": to_iso(as_of),
-        "recent": {"cause": cause, "alerts": alerts} if alerts else (seg or {}).get("recent"),
+        "recent": _remember(seg, cause, alerts),
     }
     history_after = {"segment": new.segment, "since": since}
     candidates = [
@@ -102,7 +105,17 @@ def decide(
     return Decision(new_seg, view, alerts, min(due) if due else None, bool(moves))
 
 
+def _remember(seg: SegState | None, cause: str, alerts: list[dict[str, Any]]) -> list[Any]:
+    recent = [r for r in (seg or {}).get("recent") or [] if isinstance(r, dict)]
+    if alerts:
+        recent = [r for r in recent if r.get("cause") != cause]
+        recent.append({"cause": cause, "alerts": alerts})
+    return recent[-RECENT_CAUSES:]
+
+
 def resend(seg: SegState | None, cause: str) -> list[dict[str, Any]]:
     """Alerts already decided for ``cause`` (to re-send after a redelivery), else []."""
-    recent = (seg or {}).get("recent") or {}
-    return list(recent.get("alerts", [])) if recent.get("cause") == cause else []
+    for entry in (seg or {}).get("recent") or []:
+        if isinstance(entry, dict) and entry.get("cause") == cause:
+            return list(entry.get("alerts", []))
+    return []

@@ -10,15 +10,16 @@ entries are harmless (a tick for a deadline that no longer applies changes nothi
 from __future__ import annotations
 
 import heapq
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 
 class DeadlineIndex:
     """Min-heap of deadlines; at most one pending entry per (user, deadline)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, str]] = []
-        self._pending: set[tuple[float, str]] = set()
+        # deadlines as integer microseconds since the epoch: exact, unlike float seconds
+        self._heap: list[tuple[int, str]] = []
+        self._pending: set[tuple[int, str]] = set()
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -26,17 +27,25 @@ class DeadlineIndex:
     def add(self, user_id: str, deadline: datetime | None) -> None:
         if deadline is None:
             return
-        entry = (deadline.timestamp(), user_id)
+        entry = (_micros(deadline), user_id)
         if entry not in self._pending:
             self._pending.add(entry)
             heapq.heappush(self._heap, entry)
 
-    def pop_due(self, watermark: datetime, limit: int = 10_000) -> list[tuple[str, float]]:
+    def pop_due(self, watermark: datetime, limit: int = 10_000) -> list[tuple[str, datetime]]:
         """Entries with deadline <= ``watermark`` (oldest first), at most ``limit``."""
         due = []
-        bound = watermark.timestamp()
+        bound = _micros(watermark)
         while self._heap and self._heap[0][0] <= bound and len(due) < limit:
             entry = heapq.heappop(self._heap)
             self._pending.discard(entry)
-            due.append((entry[1], entry[0]))
+            due.append((entry[1], _EPOCH + timedelta(microseconds=entry[0])))
         return due
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

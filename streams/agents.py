@@ -56,8 +56,9 @@ def ingest_config(settings: Settings) -> IngestConfig:
 
 def tick_message(user_id: str, deadline: datetime) -> bytes:
     """A time-driven re-evaluation request on ``<prefix>events`` (keyed by user_id)."""
+    # full microsecond precision: a deadline may sit 1 us after a threshold
     return json.dumps({"v": 2, "kind": "tick", "user_id": user_id,
-                       "deadline": to_iso(deadline)}).encode()
+                       "deadline": deadline.astimezone(UTC).isoformat()}).encode()
 
 
 def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> None:
@@ -189,7 +190,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         if value is None:
             return
         seg = value.get("seg")
-        cause = f"timer:{to_iso(deadline)}"
+        cause = f"timer:{deadline.astimezone(UTC).isoformat()}"
         previous = evaluated_at(seg)
         if previous is not None and deadline <= previous:
             # Already evaluated at or after this deadline (maybe by this very tick before a
@@ -258,10 +259,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         if watermark is None:
             return
         for user_id, at in deadlines.pop_due(watermark):
-            await events_topic.send(
-                key=user_id.encode(),
-                value=tick_message(user_id, datetime.fromtimestamp(at, tz=UTC)),
-            )
+            await events_topic.send(key=user_id.encode(), value=tick_message(user_id, at))
 
     @app.timer(OPS_INTERVAL_S)
     async def check_ops() -> None:

@@ -1,0 +1,66 @@
+"""Re-evaluation: alerts on moves, stable ids, re-sending after redelivery, deadlines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from custpulse.processors.lifecycle import RECENT_CAUSES, decide, resend
+from custpulse.processors.profile import fold_profile
+from custpulse.schemas.events import CanonicalEvent
+from custpulse.schemas.segments import load_library
+
+LIB = load_library()
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _profile():
+    p = None
+    for i, hour in enumerate((0, 2, 4)):
+        p = fold_profile(p, CanonicalEvent(f"b{i}", "behavior", "A", T + timedelta(hours=hour),
+                                           {"behavior_type": "browse", "channel": "app"}), T)
+    return fold_profile(p, CanonicalEvent("o1", "orders", "A", T + timedelta(hours=4),
+                                          {"amount": 2000.0, "status": "paid"}), T)
+
+
+def _decide(profile, seg, as_of, cause):
+    return decide(profile, seg, as_of, library=LIB, user_id="A", cause=cause,
+                  event_time=as_of, processing_time=as_of, late=False)
+
+
+def test_time_alone_steps_through_the_chain_once():
+    profile = _profile()
+    last = T + timedelta(hours=4)
+    first = _decide(profile, None, last, "o1")
+    assert (first.seg["segment"], first.seg["activity_segment"]) == ("potential", "active")
+    moves, seg, as_of = [], first.seg, last
+    deadline = first.deadline
+    while deadline is not None and deadline <= last + timedelta(days=200):
+        d = _decide(profile, seg, deadline, f"timer:{deadline.isoformat()}")
+        moves += [(a["group"], a["old"], a["new"]) for a in d.alerts]
+        seg, deadline = d.seg, d.deadline
+    assert [m for m in moves if m[0] == "activity"] == [
+        ("activity", "active", "regular"), ("activity", "regular", "silent"),
+        ("activity", "silent", "sleeping"), ("activity", "sleeping", "churned")]
+    assert [m for m in moves if m[0] == "value"] == [
+        ("value", "potential", "regular"), ("value", "regular", "churn_risk"),
+        ("value", "churn_risk", "churned")]
+
+
+def test_alert_ids_are_stable_and_resent_for_the_same_cause():
+    profile = _profile()
+    a = _decide(profile, None, T + timedelta(hours=4), "o1")
+    b = _decide(profile, None, T + timedelta(hours=4), "o1")
+    assert [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
+    assert resend(a.seg, "o1") == a.alerts
+    assert resend(a.seg, "other") == []
+
+
+def test_recent_causes_are_bounded():
+    seg = {"recent": []}
+    profile = _profile()
+    as_of = T + timedelta(hours=4)
+    for i in range(RECENT_CAUSES + 10):
+        # no segment yet: every evaluation is a first one, with moves to remember
+        seg = {"recent": _decide(profile, seg, as_of, f"c{i}").seg["recent"]}
+    assert len(seg["recent"]) == RECENT_CAUSES
+    assert resend(seg, f"c{RECENT_CAUSES + 9}") and not resend(seg, "c0")
