@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     lag = sub.add_parser("lag", help="consumer-group lag per topic and partition")
     lag.add_argument("--group", help="consumer group (default: the app id)")
 
+    segs = sub.add_parser("segments", help="the tag library and current segment sizes")
+    segs.add_argument("--library", help="YAML tag library (default: CUSTPULSE_SEGMENTS or shipped)")
+
     status = sub.add_parser("status", help="what the worker has built: counts and profiles")
     status.add_argument("--profiles", type=int, default=3, help="sample profiles to print")
     return parser
@@ -121,6 +124,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{r.topic:<40} {r.partition:>9} {done:>10} {r.end:>10} {r.lag:>8}")
         print(f"total lag {sum(r.lag for r in rows)}")
         return 0
+    if args.command == "segments":
+        from custpulse.streams.status import print_segments
+
+        return print_segments(settings, args.library)
     if args.command == "status":
         from custpulse.streams.status import print_status
 

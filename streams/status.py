@@ -33,6 +33,49 @@ def overview(settings: Settings, sample_size: int = 3) -> Overview:
     return Overview(len(profiles), by_source, {u: profiles[u] for u in busiest[:sample_size]})
 
 
+def print_segments(settings: Settings, library_path: str | None = None) -> int:
+    """The tag library (version, every rule with definition and criteria, cadence) and the
+    current size of each segment (Redis sets ``<prefix>segment:<group>:<name>``)."""
+    from custpulse.schemas.segments import load_library
+
+    library = load_library(library_path or settings.segments)
+    client = check_redis(settings)
+    try:
+        print(f"tag library version {library.version}")
+        for name, group in library.groups.items():
+            print(f"\n[{name}] {group.definition}  (cadence: {group.cadence})")
+            for rule in group.rules:
+                size = client.scard(settings.redis_key("segment", name, rule.name))
+                print(f"  {rule.name:<14} {size:>8} customers  {rule.definition}")
+                if rule.criteria is not None:
+                    print(f"  {'':<14} {'':>18}  criteria: {_criteria_text(rule.criteria)}")
+        print("\n[scores]")
+        for score in library.scores:
+            print(f"  {score.name}: {score.definition}")
+        print(f"\n[tags] {library.tags.definition}")
+        for rule in library.tags.rules:
+            print(f"  {rule.name:<20} {rule.definition}")
+            print(f"  {'':<20} criteria: {_criteria_text(rule.criteria)}")
+    finally:
+        client.close()
+    return 0
+
+
+def _criteria_text(node: object) -> str:
+    """A readable one-line form of a criteria tree."""
+    from custpulse.schemas import segments as seg
+
+    if isinstance(node, seg.Condition):
+        value = "" if node.op in ("is_null", "not_null") else f" {node.value}"
+        return f"{node.field} {node.op}{value}"
+    if isinstance(node, seg.AllOf | seg.AnyOf):
+        joiner = " and " if isinstance(node, seg.AllOf) else " or "
+        return "(" + joiner.join(_criteria_text(item) for item in node.items) + ")"
+    if isinstance(node, seg.Persisted):
+        return f"in {node.segment} for >= {node.for_days:g} days"
+    return str(node)
+
+
 def print_status(settings: Settings, sample_size: int = 3) -> int:
     view = overview(settings, sample_size)
     print(f"customers with a live profile: {view.customers}")

@@ -236,6 +236,30 @@ def test_sigkill_with_redeliveries_keeps_counts_exact(
     assert int(table["ids"].sum()) == n_events
     assert read_topic(settings, settings.deadletter_topic) == []
 
+    # Alerts: no id missing (each customer's moves form an unbroken chain from nothing to the
+    # segment its profile shows) and duplicates only with the same id and content.
+    alerts = [json.loads(v) for _, v in read_topic(settings, settings.segment_changes_topic)]
+    first: dict[str, dict] = {}
+    for alert in alerts:
+        seen = first.setdefault(alert["alert_id"], alert)
+        assert {k: v for k, v in seen.items() if k != "processing_time"} == {
+            k: v for k, v in alert.items() if k != "processing_time"}
+    client = redis.Redis.from_url(settings.redis_url)
+    profiles = {k.decode().rsplit(":", 1)[1]: client.hgetall(k)
+                for k in client.scan_iter(match=settings.redis_key("profile", "*"))}
+    client.close()
+    for group, field in (("value", b"segment"), ("activity", b"activity_segment")):
+        chains: dict[str, list] = {}
+        for alert in first.values():  # topic order within a user's partition = decision order
+            if alert["group"] == group:
+                chains.setdefault(alert["user_id"], []).append(alert)
+        assert set(chains) == set(profiles)
+        for user, chain in chains.items():
+            assert chain[0]["old"] is None
+            for before, after in zip(chain, chain[1:], strict=False):
+                assert after["old"] == before["new"], (user, group, chain)
+            assert chain[-1]["new"] == profiles[user][field].decode()
+
 
 def test_user_mapping_for_import_and_worker_and_quality_rates(
     settings: Settings, worker: WorkerProcess, tmp_path: Path

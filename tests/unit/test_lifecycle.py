@@ -32,7 +32,7 @@ def test_time_alone_steps_through_the_chain_once():
     last = T + timedelta(hours=4)
     first = _decide(profile, None, last, "o1")
     assert (first.seg["segment"], first.seg["activity_segment"]) == ("potential", "active")
-    moves, seg, as_of = [], first.seg, last
+    moves, seg = [], first.seg
     deadline = first.deadline
     while deadline is not None and deadline <= last + timedelta(days=200):
         d = _decide(profile, seg, deadline, f"timer:{deadline.isoformat()}")
