@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         30.0, ge=6, le=300, description="Kafka group session timeout of the worker, seconds."
     )
+    store: str = Field(
+        "memory://", description="Table store: 'memory://' or 'rocksdb://' (state larger "
+        "than memory; kept under CUSTPULSE_DATA_DIR, rebuilt from changelogs when lost)."
+    )
     data_dir: str = Field(
         ".custpulse-data", description="Folder for the worker's local table data."
     )
@@ -97,6 +101,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if value not in {"memory://", "rocksdb://"}:
+            raise ValueError("must be 'memory://' or 'rocksdb://'")
         return value
 
     @field_validator("idle_clock")

@@ -22,7 +22,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=broker_urls(settings),
-        store="memory://",
+        store=settings.store,
         datadir=f"{settings.data_dir}/{settings.app_id}",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -167,3 +167,25 @@ def test_bad_records_go_to_the_dead_letter_topic_with_reasons(
                if name == "custpulse_events_deadlettered" and ("source", "behavior") in labels)
     assert dead == 3
     assert samples.get(("custpulse_events_duplicate", src), 0) == 0
+
+
+def test_rocksdb_store_keeps_exact_counts_across_a_restart(
+    settings: Settings, worker: WorkerProcess, tmp_path: Path
+):
+    data = tmp_path / "gen"
+    gen = ("--customers", "15", "--months", "2", "--seed", "8", "--end", "2026-10-31")
+    assert run_cli(settings, "generate", *gen, "--out", str(data)).returncode == 0
+    expected = expected_counts(data)
+    worker.env["CUSTPULSE_STORE"] = "rocksdb://"
+    worker.start()
+    for source in ("customers", "behavior"):
+        assert run_cli(settings, "import", source, str(data / f"{source}.jsonl")).returncode == 0
+    wait_drained(settings, worker)
+    assert worker.stop() == 0
+    assert any((tmp_path / "data").rglob("*.sst")) or any((tmp_path / "data").rglob("CURRENT"))
+    worker.start()
+    for source in SOURCES:  # customers and behaviour again (repeats) plus the rest
+        assert run_cli(settings, "import", source, str(data / f"{source}.jsonl")).returncode == 0
+    wait_drained(settings, worker)
+    pd.testing.assert_frame_equal(observed_redis(settings)[list(SOURCES)], expected,
+                                  check_dtype=False, check_names=False)
