@@ -6,8 +6,8 @@
 3. End to end: a ``custpulse worker`` that is already up and idle, then the same events
    produced again to its topics; events/s = events / (time from the first produce until the
    group has committed everything, input and internal topics).
-4. Latency: events sent at a fixed rate for a fixed time; for each, the time from produce to the
-   moment its customer's Redis profile shows it (``events_total`` reached), sampled.
+4. Latency: events sent at a fixed rate for a fixed time, each from a new customer; for each,
+   the time from produce to its first segment-change alert on ``<prefix>segment-changes``.
 
 Prints a table and writes ``bench-results/bench.json``. Bounded: loopback only, fixed counts,
 every wait has a timeout.
@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
-import redis.asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaAdminClient
 
@@ -129,31 +128,34 @@ def wait_drained(settings: Settings) -> float:
 
 
 async def latency(settings: Settings, rate: float, seconds: float) -> list[float]:
-    """Produce at ``rate``/s to brand-new customers; measure produce -> Redis profile visible
-    (polled every 2 ms while producing, so the sample includes at most that much delay)."""
+    """Produce at ``rate``/s, each event from a brand-new customer (whose first evaluation
+    always announces segments); measure produce -> the customer's first alert read back from
+    ``<prefix>segment-changes`` by a consumer that was waiting at the end of the topic."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
+    consumer = AIOKafkaConsumer(settings.segment_changes_topic,
+                                bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                auto_offset_reset="latest", enable_auto_commit=False)
     await producer.start()
-    client = redis.asyncio.Redis.from_url(settings.redis_url)
-    pending: dict[str, float] = {}
-    samples: list[float] = []
+    await consumer.start()
+    await consumer.seek_to_end()
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    sent: dict[str, float] = {}
+    samples: dict[str, float] = {}
     done = asyncio.Event()
 
-    async def poll() -> None:
+    async def listen() -> None:
         deadline = time.monotonic() + seconds + 120
-        while (not done.is_set() or pending) and time.monotonic() < deadline:
-            users = list(pending)
-            if users:
-                pipe = client.pipeline(transaction=False)
-                for user in users:
-                    pipe.exists(settings.redis_key("profile", user))
-                found = await pipe.execute()
-                now = time.perf_counter()
-                for user, hit in zip(users, found, strict=True):
-                    if hit:
-                        samples.append(now - pending.pop(user))
-            await asyncio.sleep(0.002)
+        while time.monotonic() < deadline and not (done.is_set() and len(samples) >= len(sent)):
+            batches = await consumer.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for msgs in batches.values():
+                for msg in msgs:
+                    user = json.loads(msg.value)["user_id"]
+                    if user in sent and user not in samples:
+                        samples[user] = now - sent[user]
 
-    poller = asyncio.create_task(poll())
+    listener = asyncio.create_task(listen())
     try:
         n = int(rate * seconds)
         started = time.perf_counter()
@@ -164,15 +166,15 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            pending[user] = time.perf_counter()
+            sent[user] = time.perf_counter()
             await producer.send_and_wait(settings.topic("behavior"), json.dumps(rec).encode(),
                                          key=user.encode())
         done.set()
-        await poller
+        await listener
     finally:
         await producer.stop()
-        await client.aclose()
-    return samples
+        await consumer.stop()
+    return list(samples.values())
 
 
 def pct(values: list[float], q: float) -> float:
@@ -237,7 +239,8 @@ def main() -> int:
         "latency_samples": len(samples),
         "latency_p50_ms": round(statistics.median(samples) * 1000, 1) if samples else None,
         "latency_p99_ms": round(pct(samples, 0.99) * 1000, 1) if samples else None,
-        "latency_measures": "produce -> customer's Redis profile visible",
+        "latency_sent": int(LAT_RATE * LAT_SECONDS),
+        "latency_measures": "produce -> first segment-change alert on the topic",
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     out = ROOT / "bench-results"
