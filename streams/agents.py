@@ -105,16 +105,17 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             position = Position(message.topic, message.partition, message.offset)
             now = datetime.now(UTC)
             outcome = ingest(event.value, source, position, config, now, quality)
+            # Data-quality rates are counted where the stream is in event time: the watermark.
+            at = clock.current(now) or now
+            ops.observe("in", at)
             if isinstance(outcome, Accepted):
                 canonical = outcome.event
-                ops.observe("in", canonical.event_time)
                 await events_topic.send(
                     key=canonical.user_id.encode(),
                     value=json.dumps(canonical.to_wire(), ensure_ascii=False).encode(),
                 )
             else:
-                ops.observe("in", now)
-                ops.observe("deadletter", now)
+                ops.observe("deadletter", at)
                 await dead_letter(
                     outcome.code, outcome.field, outcome.message, source, position,
                     outcome.payload,
