@@ -236,6 +236,22 @@ def test_sigkill_with_redeliveries_keeps_counts_exact(
     assert int(table["ids"].sum()) == n_events
     assert read_topic(settings, settings.deadletter_topic) == []
 
+    # Profile values too, as of each profile's as_of.
+    from datetime import datetime as _dt
+
+    from .test_profiles import expected as expected_profile
+    from .test_profiles import load
+
+    frames = load(data)
+    client = redis.Redis.from_url(settings.redis_url)
+    for key in client.scan_iter(match=settings.redis_key("profile", "*")):
+        fields = {k.decode(): v.decode() for k, v in client.hgetall(key).items()}
+        user = key.decode().rsplit(":", 1)[1]
+        for name, value in expected_profile(frames, user, _dt.fromisoformat(fields["as_of"])).items():
+            got = float(fields[name]) if "." in fields[name] else int(fields[name])
+            assert got == value, (user, name, got, value)
+    client.close()
+
     # Alerts: no id missing (each customer's moves form an unbroken chain from nothing to the
     # segment its profile shows) and duplicates only with the same id and content.
     alerts = [json.loads(v) for _, v in read_topic(settings, settings.segment_changes_topic)]

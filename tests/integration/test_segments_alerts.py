@@ -79,3 +79,32 @@ def test_a_customer_who_does_nothing_moves_once_per_threshold(
     assert names == ["churn_risk_winback", "new_potential_coupon", "sleeping_reactivation"]
     for t in triggers:
         assert t["holdout"] == in_holdout(t["user_id"], t["action"]["campaign"], 0.1)
+
+
+def test_a_dead_letter_spike_raises_one_ops_alert(
+    settings: Settings, worker: WorkerProcess, tmp_path: Path
+):
+    import time
+
+    steady = [{"user_id": f"C{i % 7}", "behavior_type": "browse", "channel": "web",
+               "behavior_time": (T + timedelta(seconds=3 * i)).isoformat()}
+              for i in range(70 * 20)]  # 70 minutes of event time, 20 events a minute
+    bad = [{"behavior_type": "browse", "behavior_time": T.isoformat()} for _ in range(100)]
+    after = [{"user_id": "C0", "behavior_type": "login",
+              "behavior_time": (T + timedelta(minutes=72)).isoformat()}]
+    worker.start()
+    for name, rows in (("steady", steady), ("bad", bad), ("after", after)):
+        path = write(tmp_path / f"{name}.jsonl", rows)
+        assert run_cli(settings, "import", "behavior", str(path), "--keep-order").returncode == 0
+        wait_drained(settings, worker)
+    deadline = time.monotonic() + 40
+    alerts: list[dict] = []
+    while time.monotonic() < deadline and not alerts:
+        alerts = [json.loads(v) for _, v in read_topic(settings, settings.ops_alerts_topic)]
+        time.sleep(1)
+    time.sleep(12)  # one more check: the same window must not fire again
+    alerts = [json.loads(v) for _, v in read_topic(settings, settings.ops_alerts_topic)]
+    spikes = [a for a in alerts if a["kind"] == "deadletter_spike"]
+    assert len(spikes) == 1, alerts
+    assert spikes[0]["detail"]["window"]["deadletter"] == 100
+    assert spikes[0]["value"] >= 0.5
