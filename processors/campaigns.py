@@ -31,14 +31,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from custpulse.errors import ConfigError
+from custpulse.schemas.yamlfiles import parse_yaml, read_user_yaml, shipped_text
 
 TRIGGER_VERSION = 1
 GROUPS = ("value", "activity")
@@ -88,15 +85,9 @@ def load_campaigns(path: str | Path | None = None) -> CampaignRules:
     """
     if path is None:
         origin = "custpulse/schemas/campaigns/default.yaml (shipped default)"
-        return _build(_parse(_default_text(), origin), origin)
-    origin = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise _fail(origin, "is not UTF-8 text") from None
-    except OSError as err:
-        raise _fail(origin, f"cannot be read ({type(err).__name__})") from None
-    return _build(_parse(text, origin), origin)
+        return _build(parse_yaml(shipped_text("campaigns", "default.yaml"), origin, _fail),
+                      origin)
+    return _build(read_user_yaml(path, _fail), str(path))
 
 
 def in_holdout(user_id: str, campaign: str, share: float) -> bool:
@@ -154,21 +145,6 @@ def _fail(origin: str, problem: str) -> ConfigError:
     return ConfigError(
         f"Campaign file {origin} {problem}; fix it or leave it out to use the defaults."
     )
-
-
-@cache
-def _default_text() -> str:
-    resource = resources.files("custpulse.schemas").joinpath("campaigns", "default.yaml")
-    return resource.read_text(encoding="utf-8")
-
-
-def _parse(text: str, origin: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise _fail(origin, f"is not valid YAML{where}") from None
 
 
 def _text(value: Any) -> bool:

@@ -34,15 +34,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
-from functools import cache, lru_cache
-from importlib import resources
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from custpulse.errors import ConfigError
 from custpulse.schemas.times import parse_time
+from custpulse.schemas.yamlfiles import parse_yaml, read_user_yaml, shipped_text
 
 SOURCES = ("customers", "behavior", "orders", "tickets")
 TYPES = ("string", "decimal", "integer", "boolean", "time", "list", "json")
@@ -173,29 +171,15 @@ def _fail(origin: str, problem: str) -> ConfigError:
 
 
 def _read_user_file(path: Path) -> Any:
-    origin = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise _fail(origin, "is not UTF-8 text") from None
-    except OSError as err:
-        raise _fail(origin, f"cannot be read ({type(err).__name__})") from None
-    return _parse_yaml(text, origin)
+    return read_user_yaml(path, _fail)
 
 
 def _parse_yaml(text: str, origin: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise _fail(origin, f"is not valid YAML{where}") from None
+    return parse_yaml(text, origin, _fail)
 
 
-@cache
 def _default_text(source: str) -> str:
-    resource = resources.files("custpulse.schemas").joinpath("mappings", f"{source}.yaml")
-    return resource.read_text(encoding="utf-8")
+    return shipped_text("mappings", f"{source}.yaml")
 
 
 def _default_section(source: str) -> tuple[dict[str, Any], str]:

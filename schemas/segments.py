@@ -24,13 +24,11 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from custpulse.errors import ConfigError
+from custpulse.schemas.yamlfiles import parse_yaml, read_user_yaml, shipped_text
 
 PROFILE_FIELDS = (
     "orders_total", "monetary_total", "first_order_at", "last_order_at",
@@ -158,31 +156,14 @@ def load_library(path: str | Path | None = None) -> TagLibrary:
     """The shipped default library, or the user file at ``path`` (which replaces it entirely)."""
     if path is None:
         origin = "custpulse/schemas/segments/default.yaml (shipped default)"
-        text = resources.files("custpulse.schemas").joinpath("segments", "default.yaml")
-        return _parse(_yaml(text.read_text(encoding="utf-8"), origin), origin)
-    origin = str(path)
-    try:
-        content = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise _fail(origin, "is not UTF-8 text") from None
-    except OSError as err:
-        raise _fail(origin, f"cannot be read ({type(err).__name__})") from None
-    return _parse(_yaml(content, origin), origin)
+        return _parse(parse_yaml(shipped_text("segments", "default.yaml"), origin, _fail), origin)
+    return _parse(read_user_yaml(path, _fail), str(path))
 
 
 def _fail(origin: str, problem: str) -> ConfigError:
     return ConfigError(
         f"Tag library {origin} {problem}; fix it or leave it out to use the shipped default."
     )
-
-
-def _yaml(text: str, origin: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise _fail(origin, f"is not valid YAML{where}") from None
 
 
 def _mapping(data: Any, where: str, origin: str, allowed: tuple[str, ...]) -> dict[str, Any]:
