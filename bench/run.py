@@ -39,7 +39,7 @@ from custpulse.streams.admin import consumer_lag, ensure_topics
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "200"))
 MONTHS = int(os.environ.get("BENCH_MONTHS", "3"))
-LAT_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "200"))
+LAT_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "100"))
 LAT_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "10"))
 TIMEOUT_S = 900
 
