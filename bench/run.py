@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
@@ -42,10 +42,11 @@ MONTHS = int(os.environ.get("BENCH_MONTHS", "3"))
 LAT_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "100"))
 LAT_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "10"))
 TIMEOUT_S = 900
+HISTORY_END = datetime(2026, 10, 31, tzinfo=UTC)
 
 
 def records(settings: Settings) -> list[tuple[str, str, dict]]:
-    data = synthetic.generate(CUSTOMERS, MONTHS, datetime(2026, 10, 31, tzinfo=UTC), seed=99)
+    data = synthetic.generate(CUSTOMERS, MONTHS, HISTORY_END, seed=99)
     out = []
     for source in SOURCES:
         for i, rec in enumerate(data[source]):
@@ -161,8 +162,11 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
         started = time.perf_counter()
         for i in range(n):
             user = f"LAT-{i}"
+            # event times continue where the replayed history ends: a steady stream, not a
+            # jump of the watermark (which would first fire every customer's deadlines)
+            moment = HISTORY_END + timedelta(seconds=i / rate)
             rec = {"user_id": user, "behavior_type": "browse", "event_id": f"lat-{i}",
-                   "behavior_time": datetime.now(UTC).isoformat(), "channel": "app"}
+                   "behavior_time": moment.isoformat(), "channel": "app"}
             delay = started + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
