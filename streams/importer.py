@@ -122,26 +122,27 @@ def import_bytes(
             key = record_key(canonical_view(record, mapping.canonical_name))
             futures.append(producer.send(topic, key=key, value=record))
         producer.flush(timeout=120)
-        for future in futures:
-            try:
-                future.get(timeout=0)
-                summary.sent += 1
-            except KafkaError as exc:
-                summary.failed += 1
-                errors.append(exc)
-        for future in letters:
-            try:
-                future.get(timeout=0)
-                summary.deadlettered += 1
-            except KafkaError as exc:
-                summary.failed += 1
-                errors.append(exc)
+        summary.sent = _acked(futures, errors)
+        summary.deadlettered = _acked(letters, errors)
+        summary.failed = len(errors)
     finally:
         if own:
             producer.close(timeout=10)
     if errors:
         print(f"{name}: {len(errors)} rows not sent, first error: {errors[0]}", file=sys.stderr)
     return summary
+
+
+def _acked(futures: list[Any], errors: list[BaseException]) -> int:
+    """How many sends the broker acknowledged; the errors of the others go to ``errors``."""
+    acked = 0
+    for future in futures:
+        try:
+            future.get(timeout=0)
+            acked += 1
+        except KafkaError as exc:
+            errors.append(exc)
+    return acked
 
 
 def import_file(
