@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(
         30.0, ge=6, le=300, description="Kafka group session timeout of the worker, seconds."
     )
+    batch_max_records: int = Field(
+        2000, ge=1, le=100_000, description="Raw records the ingest stage reads per poll; "
+        "their input offsets are committed once the envelopes carrying them are acknowledged."
+    )
+    envelope_max_records: int = Field(
+        500, ge=1, le=10_000, description="Records carried per envelope message on "
+        "<prefix>events (also bounded to ENVELOPE_MAX_BYTES of JSON)."
+    )
     store: str = Field(
         "memory://", description="Table store: 'memory://' or 'rocksdb://' (state larger "
         "than memory; kept under CUSTPULSE_DATA_DIR, rebuilt from changelogs when lost)."

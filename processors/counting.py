@@ -48,32 +48,39 @@ def fold_count(
     ('duplicate', 1)
     """
     if state is None:
+        return apply_count(None, event, max_ids)
+    copied = {**state, "by_source": dict(state["by_source"]), "ids": dict(state["ids"])}
+    new, verdict = apply_count(copied, event, max_ids)
+    return (new, verdict) if verdict == "accepted" else (state, verdict)
+
+
+def apply_count(
+    state: CountState | None, event: CanonicalEvent, max_ids: int = DEFAULT_MAX_IDS
+) -> tuple[CountState, Verdict]:
+    """:func:`fold_count` in place: ``state`` itself is updated (a new one is made if None),
+    so a long id list is never copied. For batch folding, where the caller writes the value
+    back once per batch."""
+    if state is None:
         state = {"by_source": {}, "ids": {}, "floor": None, "last_event_time": None}
-    if event.event_id in state["ids"]:
+    ids = state["ids"]
+    if event.event_id in ids:
         return state, "duplicate"
     moment = _millis(event)
     floor = state.get("floor")
     if floor is not None and moment <= floor:
         return state, "beyond_horizon"
-    by_source = dict(state["by_source"])
+    by_source = state["by_source"]
     by_source[event.source] = by_source.get(event.source, 0) + 1
-    ids = dict(state["ids"])
     ids[event.event_id] = moment
     while len(ids) > max_ids:
         oldest = min(ids, key=lambda i: (ids[i], i))
         evicted = ids.pop(oldest)
         floor = evicted if floor is None else max(floor, evicted)
+    state["floor"] = floor
     iso = to_iso(event.event_time)
     last = state.get("last_event_time")
-    return (
-        {
-            "by_source": by_source,
-            "ids": ids,
-            "floor": floor,
-            "last_event_time": iso if last is None else max(last, iso),
-        },
-        "accepted",
-    )
+    state["last_event_time"] = iso if last is None else max(last, iso)
+    return state, "accepted"
 
 
 def total(state: CountState | None) -> int:

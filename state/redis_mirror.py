@@ -28,34 +28,33 @@ log = logging.getLogger("custpulse.redis")
 RETRY_MAX_DELAY_S = 5.0
 
 
-async def write_profile(
+async def write_profiles(
     client: Any,
-    key: str,
-    fields: Mapping[str, str],
-    alerts: list[dict[str, Any]] | None = None,
-    settings: Settings | None = None,
+    items: list[tuple[str, Mapping[str, str], list[dict[str, Any]]]],
+    settings: Settings,
 ) -> None:
-    """HSET ``fields`` on ``key`` and publish ``alerts`` (stream ``<prefix>alerts`` and the
-    segment member sets ``<prefix>segment:<group>:<name>``) in one pipeline, retrying with
-    backoff (0.1 s doubling to 5 s) until Redis accepts it. The caller's offset does not
-    advance meanwhile, so a Redis outage delays the mirror but never skips a write. Every
-    command is safe to repeat (an alert repeated in the stream keeps its ``alert_id``). Logs
-    carry the error type only, never values."""
+    """For each ``(key, fields, alerts)``: HSET ``fields`` on ``key`` and publish ``alerts``
+    (stream ``<prefix>alerts`` and the segment member sets ``<prefix>segment:<group>:<name>``),
+    all in one MULTI/EXEC pipeline (one round trip per envelope), retrying with backoff
+    (0.1 s doubling to 5 s) until Redis accepts it. The caller's offset does not advance
+    meanwhile, so a Redis outage delays the mirror but never skips a write. Every command is
+    safe to repeat (an alert repeated in the stream keeps its ``alert_id``). Logs carry the
+    error type only, never values."""
     delay = 0.1
     while True:
         try:
             pipe = client.pipeline(transaction=True)
-            pipe.hset(key, mapping=dict(fields))
-            for alert in alerts or ():
-                assert settings is not None
-                pipe.xadd(settings.redis_key("alerts"), {"alert": json.dumps(alert)},
-                          maxlen=settings.alerts_stream_maxlen, approximate=True)
-                if alert["group"] in ("value", "activity"):
-                    if alert["old"] is not None:
-                        pipe.srem(segment_key(settings, alert["group"], alert["old"]),
+            for key, fields, alerts in items:
+                pipe.hset(key, mapping=dict(fields))
+                for alert in alerts:
+                    pipe.xadd(settings.redis_key("alerts"), {"alert": json.dumps(alert)},
+                              maxlen=settings.alerts_stream_maxlen, approximate=True)
+                    if alert["group"] in ("value", "activity"):
+                        if alert["old"] is not None:
+                            pipe.srem(segment_key(settings, alert["group"], alert["old"]),
+                                      alert["user_id"])
+                        pipe.sadd(segment_key(settings, alert["group"], alert["new"]),
                                   alert["user_id"])
-                    pipe.sadd(segment_key(settings, alert["group"], alert["new"]),
-                              alert["user_id"])
             await pipe.execute()
             return
         except (RedisError, OSError) as exc:

@@ -20,7 +20,7 @@ from kafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from custpulse.errors import ServiceUnavailable
+from custpulse.errors import ConfigError, ServiceUnavailable
 from custpulse.settings import Settings
 
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -29,7 +29,9 @@ DAY_MS = 24 * 3600 * 1000
 
 TOPIC_CONFIG: dict[str, dict[str, str]] = {
     "source": {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
-    "events": {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete"},
+    # envelopes: up to ~512 KB of records, a single large record alone (see ingest_stage)
+    "events": {"retention.ms": str(7 * DAY_MS), "cleanup.policy": "delete",
+               "max.message.bytes": str(8 * 1024 * 1024)},
     "deadletter": {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
     "alerts": {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
 }
@@ -194,14 +196,26 @@ class PartitionLag:
 
 
 def consumer_lag(settings: Settings, group: str | None = None) -> list[PartitionLag]:
-    """Lag of consumer group ``group`` (default: the app id) on the topics it consumes and on
-    our input topics. A partition without a committed offset lags by all its records."""
-    group = group or settings.app_id
+    """Lag per partition. Default: the whole pipeline, i.e. the ingest group
+    (``<app_id>-ingest``) on the input topics and the Faust group (``<app_id>``) on
+    ``<prefix>events``. With ``group``: that group on the topics it has committed offsets for
+    plus our input topics and ``<prefix>events``. A partition without a committed offset lags
+    by all its records."""
+    if group is None:
+        sources = set(settings.source_topics().values())
+        return ([r for r in _group_lag(settings, f"{settings.app_id}-ingest", sources)
+                 if r.topic in sources]
+                + [r for r in _group_lag(settings, settings.app_id, {settings.events_topic})
+                   if r.topic == settings.events_topic])
+    return _group_lag(settings, group,
+                      set(settings.source_topics().values()) | {settings.events_topic})
+
+
+def _group_lag(settings: Settings, group: str, topics: set[str]) -> list[PartitionLag]:
     with kafka_admin(settings) as admin:
         committed = {tp: meta.offset for tp, meta in _group_offsets(admin, group).items()}
     with kafka_consumer(settings) as consumer:
-        topics = {tp.topic for tp in committed}
-        topics |= set(settings.source_topics().values()) | {settings.events_topic}
+        topics = topics | {tp.topic for tp in committed}
         tps = [
             TopicPartition(t, p)
             for t in sorted(topics)
@@ -215,3 +229,17 @@ def consumer_lag(settings: Settings, group: str | None = None) -> list[Partition
         start = done if done is not None and done >= 0 else begin[tp]
         rows.append(PartitionLag(tp.topic, tp.partition, done, end[tp], max(0, end[tp] - start)))
     return rows
+
+
+def check_events_partitions(settings: Settings) -> None:
+    """Raise :class:`ConfigError` unless ``<prefix>events`` has ``CUSTPULSE_PARTITIONS``
+    partitions: the ingest stage places customers by that count, and the table's changelog
+    must match it."""
+    with kafka_consumer(settings) as consumer:
+        found = consumer.partitions_for_topic(settings.events_topic) or set()
+    if found and len(found) != settings.partitions:
+        raise ConfigError(
+            f"Topic {settings.events_topic} has {len(found)} partitions but "
+            f"CUSTPULSE_PARTITIONS is {settings.partitions}: set CUSTPULSE_PARTITIONS="
+            f"{len(found)} (or use a new CUSTPULSE_TOPIC_PREFIX and CUSTPULSE_APP_ID)."
+        )

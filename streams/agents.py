@@ -1,6 +1,7 @@
-"""Agents: raw input topics -> ingest -> ``<prefix>events`` (keyed by user_id) -> fold -> table,
-Redis, alerts. Timers turn deadlines into ticks on the same topic and check ops alerts. Each
-agent calls processors and routes their outcomes; none dies on a record."""
+"""Wiring: raw input topics -> ingest stage (batch consumer, ``streams.ingest_stage``) ->
+envelopes on ``<prefix>events`` (per customer partition) -> fold agent (one Faust event per
+envelope) -> table, Redis, alerts. Timers turn deadlines into tick envelopes on the same topic
+and check ops alerts. Nothing here dies on a record: processors return outcomes as data."""
 
 from __future__ import annotations
 
@@ -15,26 +16,26 @@ import redis.asyncio as aioredis
 
 from custpulse.processors.campaigns import campaign_triggers, load_campaigns
 from custpulse.processors.clock import Watermark
-from custpulse.processors.counting import fold_count
-from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
-from custpulse.processors.lifecycle import decide, evaluated_at, resend
+from custpulse.processors.envelope_fold import DeadLetter, EnvelopeFold, Mirror
+from custpulse.processors.ingest import IngestConfig, Position
+from custpulse.processors.lifecycle import decide, evaluated_at
 from custpulse.processors.ops import OpsMonitor
-from custpulse.processors.profile import fold_profile
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
-from custpulse.schemas.events import CanonicalEvent
+from custpulse.schemas.envelope import pack, partition_for, split, tick_record, unpack
 from custpulse.schemas.mapping import load_mappings
 from custpulse.schemas.segments import load_library
-from custpulse.schemas.times import parse_time, to_iso
+from custpulse.schemas.times import to_iso
 from custpulse.settings import Settings
 from custpulse.state.deadlines import DeadlineIndex
 from custpulse.state.redis_mirror import (
     profile_fields,
     profile_key,
-    write_profile,
+    write_profiles,
     write_quality,
 )
 from custpulse.state.tables import profiles_table
+from custpulse.streams.ingest_stage import IngestStage
 from custpulse.streams.metrics import Metrics
 
 log = logging.getLogger("custpulse.agents")
@@ -54,20 +55,8 @@ def ingest_config(settings: Settings) -> IngestConfig:
     )
 
 
-def tick_message(user_id: str, deadline: datetime) -> bytes:
-    """A time-driven re-evaluation request on ``<prefix>events`` (keyed by user_id)."""
-    # full microsecond precision: a deadline may sit 1 us after a threshold
-    return json.dumps({"v": 2, "kind": "tick", "user_id": user_id,
-                       "deadline": deadline.astimezone(UTC).isoformat()}).encode()
-
-
 def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> None:
     """Declare topics, the table, the agents and the timers on ``app``."""
-    source_of = {topic: source for source, topic in settings.source_topics().items()}
-    raw_topics = app.topic(
-        *source_of, key_serializer="raw", value_serializer="raw", allow_empty=True
-    )
-
     def out_topic(name: str, **kw: Any) -> faust.TopicT:
         return app.topic(name, key_serializer="raw", value_serializer="raw", **kw)
 
@@ -85,134 +74,55 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     deadlines = DeadlineIndex()
     ops = OpsMonitor()
 
-    async def dead_letter(
-        code: str, field: str | None, message: str, source: str, position: Position,
-        payload: Any,
-    ) -> None:
-        metrics.deadlettered.labels(source, code).inc()
+    folder = EnvelopeFold(library, clock, settings.dedupe_max_ids)
+
+    @app.service
+    class Ingest(IngestStage):
+        """The batch ingest stage, started and stopped with the worker."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings=settings, metrics=metrics, config=config,
+                             quality=quality, clock=clock, ops=ops, **kwargs)
+
+    async def dead_letter(letter: DeadLetter, position: Position) -> None:
+        metrics.deadlettered.labels(letter.source, letter.code).inc()
         record = deadletter_record(
-            code, field, message, source, datetime.now(UTC), payload,
-            topic=position.topic, partition=position.partition, offset=position.offset,
+            letter.code, letter.field, letter.message, letter.source, datetime.now(UTC),
+            letter.payload, topic=position.topic, partition=position.partition,
+            offset=position.offset,
         )
         await deadletter_topic.send(key=None, value=json.dumps(record).encode())
 
-    @app.agent(raw_topics, name="ingest")
-    async def ingest_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            source = source_of[message.topic]
-            metrics.events_in.labels(source).inc()
-            position = Position(message.topic, message.partition, message.offset)
-            now = datetime.now(UTC)
-            outcome = ingest(event.value, source, position, config, now, quality)
-            # Data-quality rates are counted where the stream is in event time: the watermark.
-            at = clock.current(now) or now
-            ops.observe("in", at)
-            if isinstance(outcome, Accepted):
-                canonical = outcome.event
-                await events_topic.send(
-                    key=canonical.user_id.encode(),
-                    value=json.dumps(canonical.to_wire(), ensure_ascii=False).encode(),
-                )
-            else:
-                ops.observe("deadletter", at)
-                await dead_letter(
-                    outcome.code, outcome.field, outcome.message, source, position,
-                    outcome.payload,
-                )
-
-    async def announce(client: Any, user_id: str, value: dict[str, Any], view: dict[str, Any],
-                       alerts: list[dict[str, Any]]) -> None:
-        """Mirror to Redis, then send alerts and campaign triggers (all repeat-safe)."""
-        await write_profile(
-            client, profile_key(settings, user_id),
-            profile_fields(value["dedupe"] or {"by_source": {}}, to_iso(datetime.now(UTC)), view),
-            alerts, settings,
-        )
-        for alert in alerts:
-            metrics.segment_changes.labels(alert["group"]).inc()
-            await changes_topic.send(key=user_id.encode(), value=json.dumps(alert).encode())
-            for trigger in campaign_triggers(campaigns, alert):
-                await triggers_topic.send(key=user_id.encode(),
-                                          value=json.dumps(trigger).encode())
-
-    async def on_event(client: Any, canonical: CanonicalEvent, position: Position) -> None:
-        user_id = canonical.user_id
-        value = profiles.get(user_id) or {"dedupe": None, "profile": None, "seg": None}
-        state, verdict = fold_count(value["dedupe"], canonical, settings.dedupe_max_ids)
-        if verdict == "beyond_horizon":
-            await dead_letter(
-                "beyond_dedupe_horizon", "event_id",
-                "event is older than the ids remembered for this customer",
-                canonical.source, position, canonical.to_wire(),
-            )
+    async def announce(client: Any, mirrors: dict[str, Mirror]) -> None:
+        """Mirror every touched customer to Redis in one pipeline, then send alerts and
+        campaign triggers (all repeat-safe)."""
+        if not mirrors:
             return
-        if verdict == "duplicate":
-            metrics.duplicates.labels(canonical.source).inc()
-            # A redelivery after a crash: re-send what this event decided (same alert ids)
-            # and re-mirror; nothing else changes.
-            seg = value.get("seg")
-            before = evaluated_at(seg) or canonical.event_time
-            decision = decide(value["profile"], seg, before, library=library, user_id=user_id,
-                              cause=canonical.event_id, event_time=canonical.event_time,
-                              processing_time=datetime.now(UTC), late=True)
-            await announce(client, user_id, value, decision.view, resend(seg, canonical.event_id))
-            return
-        metrics.accepted.labels(canonical.source).inc()
-        previous = evaluated_at(value.get("seg"))
-        late = clock.is_late(canonical.event_time, datetime.now(UTC)) or (
-            previous is not None and canonical.event_time <= previous)
-        clock.observe(canonical.event_time)
-        as_of = max(x for x in (clock.current(datetime.now(UTC)), previous,
-                                canonical.event_time) if x is not None)
-        profile = fold_profile(value["profile"], canonical, as_of)
-        decision = decide(profile, value.get("seg"), as_of, library=library, user_id=user_id,
-                          cause=canonical.event_id, event_time=canonical.event_time,
-                          processing_time=datetime.now(UTC), late=late)
-        value = {"dedupe": state, "profile": profile, "seg": decision.seg}
-        profiles[user_id] = value
-        deadlines.add(user_id, decision.deadline)
-        _observe_ops(canonical)
-        await announce(client, user_id, value, decision.view, decision.alerts)
-
-    def _observe_ops(canonical: CanonicalEvent) -> None:
-        data = canonical.data
-        if canonical.source == "tickets" and (
-                data.get("is_complaint") is True or data.get("issue_type") == "complaint"):
-            ops.observe("complaint", canonical.event_time)
-        elif canonical.source == "behavior" and data.get("behavior_type") == "add_to_cart":
-            ops.observe("add_to_cart", canonical.event_time)
-        elif canonical.source == "orders" and data.get("status") not in (
-                "returned", "refunded", "cancelled"):
-            ops.observe("order", canonical.event_time)
-
-    async def on_tick(client: Any, user_id: str, deadline: datetime) -> None:
-        value = profiles.get(user_id)
-        if value is None:
-            return
-        seg = value.get("seg")
-        cause = f"timer:{deadline.astimezone(UTC).isoformat()}"
-        previous = evaluated_at(seg)
-        if previous is not None and deadline <= previous:
-            # Already evaluated at or after this deadline (maybe by this very tick before a
-            # crash): re-send what it decided, if anything, and keep the next deadline known.
-            alerts = resend(seg, cause)
-            if alerts:
-                decision = decide(value["profile"], seg, previous, library=library,
-                                  user_id=user_id, cause=cause, event_time=deadline,
-                                  processing_time=datetime.now(UTC), late=False)
-                await announce(client, user_id, value, decision.view, alerts)
-            return
-        decision = decide(value["profile"], seg, deadline, library=library, user_id=user_id,
-                          cause=cause, event_time=deadline, processing_time=datetime.now(UTC),
-                          late=False)
-        value = dict(value, seg=decision.seg)
-        profiles[user_id] = value
-        deadlines.add(user_id, decision.deadline)
-        await announce(client, user_id, value, decision.view, decision.alerts)
+        if any(m.alerts for m in mirrors.values()):
+            # State first: the table's changelog writes are buffered (Faust's send_soon),
+            # alerts are not. Wait until the writes are acknowledged, so an alert is never
+            # out while the state that decided it could still be lost; after a crash the
+            # cause is then a duplicate and re-sends the very same alert.
+            await app.producer.flush()
+        updated_at = to_iso(datetime.now(UTC))
+        await write_profiles(client, [
+            (profile_key(settings, user_id),
+             profile_fields(m.value["dedupe"] or {"by_source": {}}, updated_at, m.view),
+             m.alerts)
+            for user_id, m in mirrors.items()
+        ], settings)
+        for user_id, m in mirrors.items():
+            for alert in m.alerts:
+                metrics.segment_changes.labels(alert["group"]).inc()
+                await changes_topic.send(key=user_id.encode(), value=json.dumps(alert).encode())
+                for trigger in campaign_triggers(campaigns, alert):
+                    await triggers_topic.send(key=user_id.encode(),
+                                              value=json.dumps(trigger).encode())
 
     @app.agent(events_topic, name="fold")
     async def fold_agent(stream: faust.StreamT) -> None:
+        """One Faust event per envelope: fold its records, then one table write, one
+        deadline and one mirror per touched customer, one Redis pipeline per envelope."""
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
             async for event in stream.events():
@@ -220,21 +130,26 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 message = event.message
                 position = Position(message.topic, message.partition, message.offset)
                 try:
-                    wire = json.loads(event.value)
-                    if isinstance(wire, dict) and wire.get("kind") == "tick":
-                        moment = parse_time(wire["deadline"], UTC)
-                        if moment is None:
-                            raise ValueError("bad tick")
-                        await on_tick(client, str(wire["user_id"]), moment)
-                        continue
-                    canonical = CanonicalEvent.from_wire(wire)
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    await dead_letter(
-                        "bad_canonical_event", None, "not a canonical event", "events",
-                        position, None,
-                    )
+                    records = unpack(event.value)
+                except ValueError:
+                    await dead_letter(DeadLetter("bad_canonical_event", None,
+                                                 "not a canonical event or envelope",
+                                                 "events", 0), position)
                     continue
-                await on_event(client, canonical, position)
+                result = folder.fold(records, profiles.get, datetime.now(UTC))
+                for letter in result.deadletters:
+                    await dead_letter(letter, position)
+                for user_id, value in result.writes.items():
+                    profiles[user_id] = value
+                for user_id, at in result.deadlines.items():
+                    deadlines.add(user_id, at)
+                for kind, at in result.ops:
+                    ops.observe(kind, at)
+                for source, n in result.accepted.items():
+                    metrics.accepted.labels(source).inc(n)
+                for source, n in result.duplicates.items():
+                    metrics.duplicates.labels(source).inc(n)
+                await announce(client, result.mirrors)
                 metrics.fold_seconds.observe(time.perf_counter() - started)
         finally:
             await client.aclose()
@@ -256,11 +171,21 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
 
     @app.timer(DEADLINE_INTERVAL_S)
     async def fire_deadlines() -> None:
+        """Due deadlines become ticks, sent as envelopes to each customer's partition."""
         watermark = clock.current(datetime.now(UTC))
         if watermark is None:
             return
-        for user_id, at in deadlines.pop_due(watermark):
-            await events_topic.send(key=user_id.encode(), value=tick_message(user_id, at))
+        due = deadlines.pop_due(watermark)
+        if not due:
+            return
+        partitions = settings.partitions  # the worker checked the topic has exactly these
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for user_id, at in due:
+            by_partition.setdefault(partition_for(user_id, partitions), []).append(
+                tick_record(user_id, at))
+        for partition, ticks in sorted(by_partition.items()):
+            for chunk in split(ticks, settings.envelope_max_records):
+                await events_topic.send(value=pack(chunk), partition=partition)
 
     @app.timer(OPS_INTERVAL_S)
     async def check_ops() -> None:

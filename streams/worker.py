@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, start_http_server
 
 from custpulse.errors import ConfigError
 from custpulse.settings import Settings
-from custpulse.streams.admin import check_redis, ensure_topics
+from custpulse.streams.admin import check_events_partitions, check_redis, ensure_topics
 from custpulse.streams.app import create_app
 
 log = logging.getLogger("custpulse.worker")
@@ -34,6 +34,7 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
         )
     check_redis(settings).close()
     created = ensure_topics(settings)
+    check_events_partitions(settings)
     app, _metrics = create_app(settings, registry=REGISTRY)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104

@@ -148,15 +148,18 @@ def wait_drained(settings: Settings, worker: WorkerProcess, timeout: float = 180
     """
     deadline = time.monotonic() + timeout
     lag = None
+    lagging: list = []
     quiet = 0
     while time.monotonic() < deadline:
         if worker.proc is not None and worker.proc.poll() is not None:
             raise AssertionError(f"worker exited ({worker.proc.returncode}):\n{worker.log()[-3000:]}")
         rows = consumer_lag(settings)
         lag = sum(r.lag for r in rows)
+        lagging = [(r.topic, r.partition, r.committed, r.end) for r in rows if r.lag]
         # Zero twice, 1.5 s apart: the deadline timer (every 0.5 s) may still add ticks.
         quiet = quiet + 1 if lag == 0 else 0
         if quiet >= 2:
             return
         time.sleep(1.5 if lag == 0 else 0.5)
-    raise AssertionError(f"not drained after {timeout} s (lag {lag}):\n{worker.log()[-3000:]}")
+    raise AssertionError(f"not drained after {timeout} s (lag {lag} in {lagging}):\n"
+                         f"{worker.log()[-3000:]}")

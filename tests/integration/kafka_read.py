@@ -33,6 +33,15 @@ def read_topic(settings: Settings, topic: str, timeout: float = 30) -> list[tupl
         consumer.close()
 
 
+def read_events(settings: Settings) -> list[dict[str, Any]]:
+    """The canonical events on ``<prefix>events``, unpacked from their envelopes (ticks left
+    out), partition by partition in log order."""
+    from custpulse.schemas.envelope import unpack
+
+    return [record for _, value in read_topic(settings, settings.events_topic)
+            for record in unpack(value) if record.get("kind") != "tick"]
+
+
 def table_from_changelog(settings: Settings, table: str) -> dict[str, Any]:
     """A Faust table as its changelog holds it: the last value per key (None = deleted).
     Keys and values are JSON (Faust's table serializers)."""

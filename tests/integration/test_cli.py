@@ -52,7 +52,7 @@ def test_topics_and_lag_list_our_topics(settings: Settings, tmp_path):
     assert line.split()[1:] == ["4", "2"]
     result = run_cli(settings, "lag")
     assert result.returncode == 0, result.stderr
-    assert f"group {settings.app_id}" in result.stdout
+    assert f"groups {settings.app_id}-ingest (input topics) and {settings.app_id}" in result.stdout
     assert result.stdout.strip().endswith("total lag 2")  # nobody consumed yet
 
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from custpulse.settings import SOURCES, Settings
 
 from .conftest import WorkerProcess, free_port, run_cli, wait_drained
-from .kafka_read import read_topic
+from .kafka_read import read_events, read_topic
 from .test_pipeline import expected_counts, observed_redis, observed_table
 
 GEN = ("--customers", "25", "--months", "2", "--seed", "5", "--end", "2026-10-31")
@@ -174,8 +174,7 @@ def test_mixed_file_exact_outcomes_and_no_raw_pii_past_ingest(
     assert int(profiles.loc["U900001", "customers"]) == 1
 
     # The canonical event of the hand-made customer carries masked values and tokens only.
-    events = [e for e in (json.loads(v) for _, v in read_topic(settings, settings.events_topic))
-              if e.get("kind") != "tick"]
+    events = read_events(settings)
     li = next(e for e in events if e["user_id"] == "U900001")["data"]
     assert li["phone"] == "139****5678" and li["user_name"] == "*女士"
     assert li["member_level"] == "gold" and li["phone_token"].startswith("tok_")
@@ -299,8 +298,7 @@ def test_user_mapping_for_import_and_worker_and_quality_rates(
     result = run_cli(settings, "import", "orders", str(data), "--mapping", str(mapping))
     assert result.returncode == 0 and "sent 3, dead-lettered 0" in result.stdout, result
     wait_drained(settings, worker)
-    events = [e for e in (json.loads(v) for _, v in read_topic(settings, settings.events_topic))
-              if e.get("kind") != "tick"]
+    events = read_events(settings)
     # keyed and sorted by the mapped names: C1's first order comes first
     assert [(e["user_id"], e["data"]["amount"], e["data"]["status"]) for e in events
             if e["user_id"] == "C1"] == [("C1", 12.5, "paid"), ("C1", 12.5, "refunded")]

@@ -1,0 +1,189 @@
+"""The ingest stage: raw input topics -> envelopes on ``<prefix>events``.
+
+A batch consumer (aiokafka ``getmany``, consumer group ``<app_id>-ingest``) runs inside the
+worker beside the Faust agents. For each poll of up to ``CUSTPULSE_BATCH_MAX_RECORDS`` raw
+records it calls :func:`~custpulse.processors.ingest.ingest` on each, groups the accepted
+canonical events by their partition of ``<prefix>events`` (Kafka's default partitioner on the
+user id) into envelopes (:mod:`custpulse.schemas.envelope`), sends the envelopes and the dead
+letters, waits for the broker's acknowledgements, and only then commits the raw offsets.
+
+Guarantee: at least once. A crash before the commit re-reads the raw records; the fold step
+recognises their events by id (the ids live in the table value they changed), so they count
+once. A send or commit failure re-reads from the last committed offsets instead of skipping.
+Why not a Faust agent: Faust's cost is ~75 us per Kafka message, the raw topics carry one
+record per message, and Faust's ``take()`` cannot write tables; batching here pays the Kafka
+costs once per poll and envelope (see docs/contract.md, "Throughput design").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from mode import Service
+
+from custpulse.processors.clock import Watermark
+from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
+from custpulse.processors.ops import OpsMonitor
+from custpulse.processors.quality import QualityTracker
+from custpulse.schemas.deadletter import deadletter_record
+from custpulse.schemas.envelope import pack, partition_for
+from custpulse.settings import Settings
+from custpulse.streams.metrics import Metrics
+
+log = logging.getLogger("custpulse.ingest")
+
+ENVELOPE_MAX_BYTES = 512 * 1024
+"""An envelope is closed at this much JSON (records beyond start the next one); a single
+larger record travels alone (the producer and topic accept up to MAX_MESSAGE_BYTES)."""
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+RETRY_DELAY_S = 1.0
+
+
+def ingest_group(settings: Settings) -> str:
+    """Consumer group of the ingest stage: ``<app_id>-ingest``."""
+    return f"{settings.app_id}-ingest"
+
+
+def envelopes(records: list[tuple[dict[str, Any], int]], max_records: int,
+              max_bytes: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
+    """Pack ``(record, approximate JSON size)`` pairs into envelope messages, in order, each
+    with at most ``max_records`` records and about ``max_bytes`` of JSON."""
+    out: list[bytes] = []
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for record, n in records:
+        if chunk and (len(chunk) >= max_records or size + n > max_bytes):
+            out.append(pack(chunk))
+            chunk, size = [], 0
+        chunk.append(record)
+        size += n
+    if chunk:
+        out.append(pack(chunk))
+    return out
+
+
+class IngestStage(Service):
+    """Consumes the raw topics in batches and produces envelopes (see the module doc)."""
+
+    def __init__(self, *, settings: Settings, metrics: Metrics, config: IngestConfig,
+                 quality: QualityTracker, clock: Watermark, ops: OpsMonitor,
+                 **kwargs: Any) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.config = config
+        self.quality = quality
+        self.clock = clock
+        self.ops = ops
+        self.source_of = {topic: source for source, topic in settings.source_topics().items()}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._partitions = 0
+        super().__init__(**kwargs)
+
+    async def on_start(self) -> None:
+        s = self.settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, client_id=f"{s.app_id}-ingest",
+            acks="all", linger_ms=5, max_batch_size=1024 * 1024,
+            max_request_size=MAX_MESSAGE_BYTES, compression_type=None,
+        )
+        await self._producer.start()
+        # the worker checked at start that the topic has exactly CUSTPULSE_PARTITIONS
+        self._partitions = s.partitions
+        self._consumer = AIOKafkaConsumer(
+            *self.source_of, bootstrap_servers=s.kafka_bootstrap,
+            group_id=ingest_group(s), client_id=f"{s.app_id}-ingest",
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(1.0, s.session_timeout_s / 10) * 1000),
+            max_poll_records=s.batch_max_records,
+        )
+        await self._consumer.start()
+        log.info("ingest stage consuming %s into %d partitions of %s",
+                 ", ".join(sorted(self.source_of)), self._partitions, s.events_topic)
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    @Service.task
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while not self.should_stop:
+            try:
+                batches = await self._consumer.getmany(
+                    timeout_ms=200, max_records=self.settings.batch_max_records)
+                if batches:
+                    await self._handle(batches)
+                    await self._consumer.commit()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                # Nothing is skipped: go back to what is committed and read it again.
+                log.warning("ingest batch failed (%s); re-reading from committed offsets",
+                            type(exc).__name__)
+                await asyncio.sleep(RETRY_DELAY_S)
+                try:
+                    await self._consumer.seek_to_committed()
+                except KafkaError as again:
+                    log.warning("seek to committed offsets failed (%s)", type(again).__name__)
+
+    async def _handle(self, batches: dict[Any, list[Any]]) -> None:
+        now = datetime.now(UTC)
+        by_partition: dict[int, list[tuple[dict[str, Any], int]]] = defaultdict(list)
+        letters: list[bytes] = []
+        counts: Counter[str] = Counter()
+        rejected: Counter[tuple[str, str]] = Counter()
+        at = self.clock.current(now) or now  # data-quality rates are counted at the watermark
+        for tp, messages in batches.items():
+            source = self.source_of[tp.topic]
+            counts[source] += len(messages)
+            for message in messages:
+                position = Position(tp.topic, tp.partition, message.offset)
+                outcome = ingest(message.value, source, position, self.config, now,
+                                 self.quality)
+                if isinstance(outcome, Accepted):
+                    event = outcome.event
+                    wire = event.to_wire()
+                    size = len(message.value or b"") + 256
+                    by_partition[partition_for(event.user_id, self._partitions)].append(
+                        (wire, size))
+                else:
+                    rejected[(source, outcome.code)] += 1
+                    letters.append(json.dumps(deadletter_record(
+                        outcome.code, outcome.field, outcome.message, source, now,
+                        outcome.payload, topic=position.topic, partition=position.partition,
+                        offset=position.offset)).encode())
+        total = sum(counts.values())
+        self.ops.observe("in", at, total)
+        self.ops.observe("deadletter", at, sum(rejected.values()))
+        await self._send_all(by_partition, letters)
+        for source, n in counts.items():
+            self.metrics.events_in.labels(source).inc(n)
+        for (source, code), n in rejected.items():
+            self.metrics.deadlettered.labels(source, code).inc(n)
+
+    async def _send_all(self, by_partition: dict[int, list[tuple[dict[str, Any], int]]],
+                        letters: list[bytes]) -> None:
+        """Send every envelope and dead letter, then wait for all acknowledgements."""
+        assert self._producer is not None
+        s = self.settings
+        pending: list[asyncio.Future[Any]] = []
+        send: Callable[..., Any] = self._producer.send
+        for partition in sorted(by_partition):
+            for envelope in envelopes(by_partition[partition], s.envelope_max_records):
+                pending.append(await send(s.events_topic, envelope, partition=partition))
+        for letter in letters:
+            pending.append(await send(s.deadletter_topic, letter))
+        if pending:
+            await asyncio.gather(*pending)
