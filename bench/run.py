@@ -103,8 +103,11 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     cli = str(Path(sys.executable).with_name("custpulse"))
+    command = [cli, "worker", "--log-level", "info"]
+    if os.environ.get("BENCH_PROFILE"):  # cProfile of the worker, written when it stops
+        command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], *command]
     with log.open("wb") as out:
-        return subprocess.Popen([cli, "worker", "--log-level", "info"], env=env_for(settings),  # noqa: S603
+        return subprocess.Popen(command, env=env_for(settings),  # noqa: S603
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

@@ -92,7 +92,7 @@ class IngestStage(Service):
         s = self.settings
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap, client_id=f"{s.app_id}-ingest",
-            acks="all", linger_ms=5, max_batch_size=1024 * 1024,
+            acks="all", linger_ms=0, max_batch_size=1024 * 1024,
             max_request_size=MAX_MESSAGE_BYTES, compression_type=None,
         )
         await self._producer.start()

@@ -1,0 +1,174 @@
+"""Envelopes on <prefix>events and the per-envelope fold: batching must not change any value."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from custpulse.processors.clock import Watermark
+from custpulse.processors.envelope_fold import EnvelopeFold
+from custpulse.processors.profile import profile_view
+from custpulse.schemas.envelope import pack, partition_for, split, tick_record, unpack
+from custpulse.schemas.events import CanonicalEvent
+from custpulse.schemas.segments import load_library
+from custpulse.streams.ingest_stage import envelopes
+
+from .test_profile import compare, events, frame  # noqa: F401  (fixture)
+
+LIB = load_library()
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_pack_unpack_round_trip_and_single_records():
+    records = [{"kind": "tick", "user_id": "U1", "deadline": "2026-01-01T00:00:00+00:00"},
+               {"v": 2, "event_id": "e1"}]
+    assert unpack(pack(records)) == records
+    assert json.loads(pack(records))["v"] == 3
+    assert unpack(json.dumps({"v": 2, "event_id": "e1"})) == [{"v": 2, "event_id": "e1"}]
+    for bad in (b"[1]", b"nope", None, b'{"kind": "batch", "records": 3}'):
+        with pytest.raises(ValueError):
+            unpack(bad)
+
+
+def test_partition_is_kafkas_default_partitioner_on_the_user_id():
+    partitioner = DefaultPartitioner()
+    for i in range(200):
+        user = f"U{i:06d}"
+        expected = partitioner(user.encode(), list(range(7)), list(range(7)))
+        assert partition_for(user, 7) == expected
+    assert {partition_for(f"U{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+
+
+def test_envelopes_are_bounded_by_count_and_bytes_and_keep_order():
+    records = [({"i": i}, 100) for i in range(12)]
+    out = [unpack(e) for e in envelopes(records, 5)]
+    assert [len(x) for x in out] == [5, 5, 2]
+    assert [r["i"] for x in out for r in x] == list(range(12))
+    out = [unpack(e) for e in envelopes(records, 100, max_bytes=350)]
+    assert [len(x) for x in out] == [3, 3, 3, 3]
+    big = [({"i": 0}, 10), ({"i": 1}, 10_000), ({"i": 2}, 10)]
+    assert [len(unpack(e)) for e in envelopes(big, 100, max_bytes=500)] == [1, 1, 1]
+    assert split([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+
+
+def _run(wires: list, size: int, table: dict | None = None, shuffle_seed: int | None = None):
+    """Fold ``wires`` in envelopes of ``size`` into ``table`` (a dict standing in for the
+    Faust table: values are written back only through ``writes``)."""
+    table = {} if table is None else table
+    folder = EnvelopeFold(LIB, Watermark(), 5000)
+    results = []
+    for chunk in split(wires, size):
+        result = folder.fold(json.loads(pack(chunk))["records"],
+                             lambda u: json.loads(json.dumps(table[u])) if u in table else None,
+                             NOW)
+        table.update(json.loads(json.dumps(result.writes)))
+        results.append(result)
+    return table, results, folder
+
+
+@pytest.mark.parametrize("size", [1, 7, 500, 100_000])
+def test_profiles_do_not_depend_on_envelope_size(events, size):  # noqa: F811
+    users = sorted({e.user_id for e in events})[:12]
+    events = [e for e in events if e.user_id in users]
+    wires = [e.to_wire() for e in events]
+    random.Random(5).shuffle(wires)
+    table, results, folder = _run(wires, size)
+    as_of = max(e.event_time for e in events)
+    states = {u: v["profile"] for u, v in table.items()}
+    compare(states, frame(events), as_of)
+    assert sum(sum(r.accepted.values()) for r in results) == len(events)
+    # one write per customer changed per envelope, never more
+    for r, chunk in zip(results, split(wires, size), strict=True):
+        assert set(r.writes) == {w["user_id"] for w in chunk}
+    # same segments whatever the batching, once evaluated at the same moment
+    reference, _, _ = _run(wires, 100_000)
+    for user, value in table.items():
+        assert profile_view(value["profile"], as_of) == profile_view(
+            reference[user]["profile"], as_of)
+        assert value["dedupe"]["by_source"] == reference[user]["dedupe"]["by_source"]
+
+
+def test_redelivered_envelope_changes_nothing_and_resends_the_same_alerts(events):  # noqa: F811
+    wires = [e.to_wire() for e in events[:300]]
+    table, first, _ = _run(wires, 50)
+    before = json.loads(json.dumps(table))
+    _, again, _ = _run(wires, 50, table)
+    assert table == before
+    for r1, r2 in zip(first, again, strict=True):
+        assert r2.writes == {} and sum(r2.accepted.values()) == 0
+        assert sum(r2.duplicates.values()) == sum(r1.accepted.values())
+        sent = {a["alert_id"]: a for m in r1.mirrors.values() for a in m.alerts}
+        resent = {a["alert_id"]: a for m in r2.mirrors.values() for a in m.alerts}
+        assert resent.keys() <= sent.keys()
+        assert all(resent[k] == sent[k] for k in resent)
+        # every customer's remembered cause of this envelope re-sends all its alerts
+        assert resent.keys() == {k for k, a in sent.items()
+                                 if any(a["cause"] == w.get("event_id") for w in wires)}
+
+
+def _order(eid: str, user: str, when: datetime, amount: float = 60_000.0) -> dict:
+    return CanonicalEvent(eid, "orders", user, when, {"amount": amount, "status": "paid"}).to_wire()
+
+
+def test_moves_within_one_envelope_are_coalesced_with_the_last_event_as_cause():
+    wires = [_order("o1", "A", T), _order("o2", "A", T + timedelta(hours=1))]
+    _, (result,), _ = _run(wires, 10)
+    alerts = result.mirrors["A"].alerts
+    assert {a["cause"] for a in alerts} == {"o2"}
+    assert [a["group"] for a in alerts if a["group"] in ("value", "activity")] == ["value",
+                                                                                   "activity"]
+    assert all(a["old"] is None for a in alerts)
+    assert result.writes.keys() == {"A"} and result.deadlines.keys() == {"A"}
+    assert result.ops == [("order", T), ("order", T + timedelta(hours=1))]
+
+
+def test_late_flag_when_any_new_event_of_the_envelope_is_out_of_order():
+    table, _, folder = _run([_order("o1", "A", T + timedelta(days=2))], 10)
+    result = folder.fold([_order("o2", "A", T), _order("o3", "A", T + timedelta(days=3))],
+                         lambda u: table.get(u), NOW)
+    alerts = result.mirrors["A"].alerts
+    assert alerts and all(a["late"] for a in alerts) and {a["cause"] for a in alerts} == {"o3"}
+
+
+def test_a_tick_after_events_in_the_same_envelope_sees_them():
+    deadline = T + timedelta(days=40)
+    records = [_order("o1", "A", T), tick_record("A", deadline), tick_record("nobody", deadline)]
+    _, (result,), _ = _run(records, 10)
+    value = result.writes["A"]
+    assert value["seg"]["evaluated_at"].startswith("2026-04-10T12:00:00")
+    causes = [a["cause"] for a in result.mirrors["A"].alerts]
+    assert "o1" in causes and f"timer:{deadline.isoformat()}" in causes
+    assert "nobody" not in result.writes and "nobody" not in result.mirrors
+    # the same tick again (a redelivery) changes nothing and re-sends its alerts
+    _, (again,), _ = _run([tick_record("A", deadline)], 10, {"A": value})
+    assert again.writes == {}
+    assert [a["cause"] for a in again.mirrors["A"].alerts] == [
+        f"timer:{deadline.isoformat()}"] * len(again.mirrors["A"].alerts)
+
+
+def test_bad_records_are_dead_lettered_with_their_place_and_the_rest_applies():
+    records = [_order("o1", "A", T), {"v": 2, "event_id": 5}, "text",
+               {"kind": "tick", "user_id": "A", "deadline": "never"}, _order("o2", "B", T)]
+    _, (result,), _ = _run(records, 10)
+    assert [(d.code, d.index) for d in result.deadletters] == [
+        ("bad_canonical_event", 1), ("bad_canonical_event", 2), ("bad_canonical_event", 3)]
+    assert all(d.payload is None for d in result.deadletters)
+    assert result.writes.keys() == {"A", "B"}
+
+
+def test_beyond_the_dedupe_horizon_is_dead_lettered_not_counted():
+    folder = EnvelopeFold(LIB, Watermark(), 10)
+    table: dict = {}
+    wires = [_order(f"o{i}", "A", T + timedelta(hours=i), 10.0) for i in range(12)]
+    table.update(folder.fold(wires, table.get, NOW).writes)
+    old = _order("o-old", "A", T - timedelta(days=1), 10.0)
+    result = folder.fold([old], table.get, NOW)
+    assert [(d.code, d.field) for d in result.deadletters] == [("beyond_dedupe_horizon",
+                                                                 "event_id")]
+    assert result.deadletters[0].payload["event_id"] == "o-old"
+    assert result.writes == {} and sum(result.accepted.values()) == 0
