@@ -82,6 +82,11 @@ class IngestStage(Service):
         self.quality = quality
         self.clock = clock
         self.ops = ops
+        # Data-quality rates are counted in event time; a rejected record at the watermark of
+        # what this stage accepted (its own: the shared clock is the fold's, which decides
+        # lateness). Polls return partitions one after the other, so a watermark would run
+        # ahead of most records of a poll: accepted records count at their own time.
+        self.ops_clock = Watermark(clock.lateness, clock.mode)
         self.source_of = {topic: source for source, topic in settings.source_topics().items()}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -144,7 +149,6 @@ class IngestStage(Service):
         letters: list[bytes] = []
         counts: Counter[str] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
-        at = self.clock.current(now) or now  # data-quality rates are counted at the watermark
         for tp, messages in batches.items():
             source = self.source_of[tp.topic]
             counts[source] += len(messages)
@@ -154,19 +158,23 @@ class IngestStage(Service):
                                  self.quality)
                 if isinstance(outcome, Accepted):
                     event = outcome.event
+                    # accepted records count at their own event time, rejected ones (which
+                    # may have none) at the watermark of what this stage has accepted
+                    self.ops_clock.observe(event.event_time)
+                    self.ops.observe("in", event.event_time)
                     wire = event.to_wire()
                     size = len(message.value or b"") + 256
                     by_partition[partition_for(event.user_id, self._partitions)].append(
                         (wire, size))
                 else:
+                    at = self.ops_clock.current(now) or now
+                    self.ops.observe("in", at)
+                    self.ops.observe("deadletter", at)
                     rejected[(source, outcome.code)] += 1
                     letters.append(json.dumps(deadletter_record(
                         outcome.code, outcome.field, outcome.message, source, now,
                         outcome.payload, topic=position.topic, partition=position.partition,
                         offset=position.offset)).encode())
-        total = sum(counts.values())
-        self.ops.observe("in", at, total)
-        self.ops.observe("deadletter", at, sum(rejected.values()))
         await self._send_all(by_partition, letters)
         for source, n in counts.items():
             self.metrics.events_in.labels(source).inc(n)
