@@ -31,7 +31,7 @@ from typing import Any
 from custpulse.processors.clock import Watermark
 from custpulse.processors.counting import apply_count
 from custpulse.processors.lifecycle import decide, evaluated_at, resend
-from custpulse.processors.profile import fold_profile
+from custpulse.processors.profile import fold_profile, prune
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.segments import TagLibrary
 from custpulse.schemas.times import parse_time
@@ -196,9 +196,9 @@ class EnvelopeFold:
         late = self.clock.is_late(event.event_time, now) or (
             previous is not None and event.event_time <= previous)
         self.clock.observe(event.event_time)
-        as_of = max(x for x in (self.clock.current(now), previous, event.event_time)
-                    if x is not None)
-        value["profile"] = fold_profile(value["profile"], event, as_of)
+        # pruning (memory only: views ignore buckets outside their windows) waits for the
+        # customer's evaluation, once per envelope
+        value["profile"] = fold_profile(value["profile"], event, None)
         c.pending = c.dirty = c.mirror = True
         c.cause = event.event_id
         c.event_time = event.event_time
@@ -216,6 +216,7 @@ class EnvelopeFold:
         as_of = max(x for x in (self.clock.current(now), previous, c.event_time)
                     if x is not None)
         assert c.event_time is not None
+        prune(value["profile"], as_of)
         decision = decide(value["profile"], seg, as_of, library=self.library, user_id=user_id,
                           cause=c.cause, event_time=c.event_time, processing_time=now,
                           late=c.late)

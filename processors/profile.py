@@ -79,12 +79,13 @@ def new_profile() -> ProfileState:
 
 
 def fold_profile(
-    state: ProfileState | None, event: CanonicalEvent, as_of: datetime
+    state: ProfileState | None, event: CanonicalEvent, as_of: datetime | None
 ) -> ProfileState:
     """Apply one new event (the caller deduplicates) and prune buckets outside every window
-    as of ``as_of``. The state is updated in place and returned (a profile is rewritten once
-    per event on the hot path; copying it each time cost more than the fold itself): pass
-    ``copy.deepcopy(state)`` to keep the old one."""
+    as of ``as_of`` (``None``: do not prune now; a batch caller prunes once, with
+    :func:`prune`, before it evaluates). The state is updated in place and returned (a
+    profile is rewritten once per event on the hot path; copying it each time cost more than
+    the fold itself): pass ``copy.deepcopy(state)`` to keep the old one."""
     s = state if state is not None else new_profile()
     t = _ms(event.event_time)
     data = event.data
@@ -96,7 +97,8 @@ def fold_profile(
         _fold_ticket(s, data, t)
     elif event.source == "customers":
         _fold_master(s, data, t)
-    prune(s, as_of)
+    if as_of is not None:
+        prune(s, as_of)
     return s
 
 

@@ -141,7 +141,7 @@ def next_deadline(
         anchors[days_field] = anchor
     hist = _history(history)
     candidates: list[datetime | None] = []
-    for leaf in library.leaves():
+    for leaf in _time_leaves(library):
         if isinstance(leaf, Persisted):
             if hist is not None and hist[0] == leaf.segment:
                 candidates.append(_shift(hist[1], leaf.for_days))
@@ -156,6 +156,20 @@ def next_deadline(
                     candidates.append(at + _TICK)
     later = [c for c in candidates if c is not None and c > as_of]
     return min(later) if later else None
+
+
+_TIME_LEAVES: dict[int, tuple[TagLibrary, tuple[Condition | Persisted, ...]]] = {}
+
+
+def _time_leaves(library: TagLibrary) -> tuple[Condition | Persisted, ...]:
+    """The leaves time alone can flip (persistence and time-derived fields), computed once
+    per library object."""
+    cached = _TIME_LEAVES.get(id(library))
+    if cached is None or cached[0] is not library:
+        leaves = tuple(leaf for leaf in library.leaves()
+                       if isinstance(leaf, Persisted) or leaf.field in TIME_FIELDS)
+        cached = _TIME_LEAVES[id(library)] = (library, leaves)
+    return cached[1]
 
 
 def transition(old: Evaluation | None, new: Evaluation) -> list[tuple[str, str | None, str]]:
