@@ -37,7 +37,7 @@ from custpulse.settings import SOURCES, Settings, load_settings
 from custpulse.streams.admin import consumer_lag, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
-CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "200"))
+CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "600"))
 MONTHS = int(os.environ.get("BENCH_MONTHS", "3"))
 LAT_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "100"))
 LAT_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "10"))

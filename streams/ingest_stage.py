@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter, defaultdict
+import time
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +47,26 @@ ENVELOPE_MAX_BYTES = 512 * 1024
 larger record travels alone (the producer and topic accept up to MAX_MESSAGE_BYTES)."""
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 RETRY_DELAY_S = 1.0
+MAX_IN_FLIGHT = 4
+"""Polls whose sends may wait for acknowledgements while the next ones are ingested."""
+COMMIT_INTERVAL_S = 0.2
+
+
+@dataclass
+class _Batch:
+    """One poll on its way: the acknowledgement of its sends, the offsets to commit after it,
+    and its counts (added to the metrics once acknowledged)."""
+
+    acked: asyncio.Future[Any]
+    offsets: dict[Any, int]
+    counts: Counter[str]
+    rejected: Counter[tuple[str, str]]
+
+    def count(self, metrics: Metrics) -> None:
+        for source, n in self.counts.items():
+            metrics.events_in.labels(source).inc(n)
+        for (source, code), n in self.rejected.items():
+            metrics.deadlettered.labels(source, code).inc(n)
 
 
 def ingest_group(settings: Settings) -> str:
@@ -91,6 +113,7 @@ class IngestStage(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._partitions = 0
+        self._done: dict[Any, int] = {}  # acknowledged, not yet committed offsets
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -123,27 +146,50 @@ class IngestStage(Service):
 
     @Service.task
     async def _run(self) -> None:
+        """Poll, ingest and send batch after batch without waiting for the broker in between;
+        raw offsets are committed in poll order once every send of a batch (and of all
+        batches before it) is acknowledged: at most every COMMIT_INTERVAL_S while busy, at
+        once when idle. At most MAX_IN_FLIGHT batches wait for acknowledgements."""
         assert self._consumer is not None
+        in_flight: deque[_Batch] = deque()
+        last_commit = time.monotonic()
         while not self.should_stop:
             try:
                 batches = await self._consumer.getmany(
-                    timeout_ms=200, max_records=self.settings.batch_max_records)
+                    timeout_ms=100 if in_flight else 200,
+                    max_records=self.settings.batch_max_records)
                 if batches:
-                    await self._handle(batches)
-                    await self._consumer.commit()
+                    in_flight.append(await self._handle(batches))
+                if len(in_flight) >= MAX_IN_FLIGHT:
+                    await in_flight[0].acked
+                while in_flight and in_flight[0].acked.done():
+                    batch = in_flight.popleft()
+                    batch.acked.result()  # raises the send's error, if any
+                    batch.count(self.metrics)
+                    self._done.update(batch.offsets)
+                idle = not batches
+                if self._done and (idle or time.monotonic() - last_commit >= COMMIT_INTERVAL_S):
+                    await self._consumer.commit(dict(self._done))
+                    self._done.clear()
+                    last_commit = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:
                 # Nothing is skipped: go back to what is committed and read it again.
                 log.warning("ingest batch failed (%s); re-reading from committed offsets",
                             type(exc).__name__)
+                for batch in in_flight:
+                    batch.acked.cancel()
+                in_flight.clear()
+                self._done.clear()
                 await asyncio.sleep(RETRY_DELAY_S)
                 try:
                     await self._consumer.seek_to_committed()
                 except KafkaError as again:
                     log.warning("seek to committed offsets failed (%s)", type(again).__name__)
 
-    async def _handle(self, batches: dict[Any, list[Any]]) -> None:
+    async def _handle(self, batches: dict[Any, list[Any]]) -> _Batch:
+        """Ingest one poll and hand its envelopes and dead letters to the producer."""
         now = datetime.now(UTC)
         by_partition: dict[int, list[tuple[dict[str, Any], int]]] = defaultdict(list)
         letters: list[bytes] = []
@@ -175,15 +221,14 @@ class IngestStage(Service):
                         outcome.code, outcome.field, outcome.message, source, now,
                         outcome.payload, topic=position.topic, partition=position.partition,
                         offset=position.offset)).encode())
-        await self._send_all(by_partition, letters)
-        for source, n in counts.items():
-            self.metrics.events_in.labels(source).inc(n)
-        for (source, code), n in rejected.items():
-            self.metrics.deadlettered.labels(source, code).inc(n)
+        acked = await self._send_all(by_partition, letters)
+        offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+        return _Batch(acked, offsets, counts, rejected)
 
     async def _send_all(self, by_partition: dict[int, list[tuple[dict[str, Any], int]]],
-                        letters: list[bytes]) -> None:
-        """Send every envelope and dead letter, then wait for all acknowledgements."""
+                        letters: list[bytes]) -> asyncio.Future[Any]:
+        """Hand every envelope and dead letter to the producer; the returned future is done
+        when all of them are acknowledged."""
         assert self._producer is not None
         s = self.settings
         pending: list[asyncio.Future[Any]] = []
@@ -193,5 +238,4 @@ class IngestStage(Service):
                 pending.append(await send(s.events_topic, envelope, partition=partition))
         for letter in letters:
             pending.append(await send(s.deadletter_topic, letter))
-        if pending:
-            await asyncio.gather(*pending)
+        return asyncio.gather(*pending)
