@@ -5,6 +5,7 @@ and check ops alerts. Nothing here dies on a record: processors return outcomes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -43,6 +44,8 @@ log = logging.getLogger("custpulse.agents")
 QUALITY_PUBLISH_INTERVAL_S = 5.0
 DEADLINE_INTERVAL_S = 0.5
 OPS_INTERVAL_S = 10.0
+ANNOUNCE_QUEUE = 16
+"""Envelopes folded but not yet announced (then the fold waits: back pressure)."""
 
 
 def ingest_config(settings: Settings) -> IngestConfig:
@@ -93,12 +96,13 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         )
         await deadletter_topic.send(key=None, value=json.dumps(record).encode())
 
-    async def announce(client: Any, mirrors: dict[str, Mirror]) -> None:
-        """Mirror every touched customer to Redis in one pipeline, then send alerts and
-        campaign triggers (all repeat-safe)."""
-        if not mirrors:
+    async def announce(client: Any, rounds: list[dict[str, Mirror]]) -> None:
+        """Mirror every touched customer of ``rounds`` (consecutive envelopes, in order) to
+        Redis in one pipeline, then send their alerts and campaign triggers (all
+        repeat-safe)."""
+        if not any(rounds):
             return
-        if any(m.alerts for m in mirrors.values()):
+        if any(m.alerts for mirrors in rounds for m in mirrors.values()):
             # State first: the table's changelog writes are buffered (Faust's send_soon),
             # alerts are not. Wait until the writes are acknowledged, so an alert is never
             # out while the state that decided it could still be lost; after a crash the
@@ -109,23 +113,48 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             (profile_key(settings, user_id),
              profile_fields(m.value["dedupe"] or {"by_source": {}}, updated_at, m.view),
              m.alerts)
-            for user_id, m in mirrors.items()
+            for mirrors in rounds for user_id, m in mirrors.items()
         ], settings)
-        for user_id, m in mirrors.items():
-            for alert in m.alerts:
-                metrics.segment_changes.labels(alert["group"]).inc()
-                await changes_topic.send(key=user_id.encode(), value=json.dumps(alert).encode())
-                for trigger in campaign_triggers(campaigns, alert):
-                    await triggers_topic.send(key=user_id.encode(),
-                                              value=json.dumps(trigger).encode())
+        for mirrors in rounds:
+            for user_id, m in mirrors.items():
+                for alert in m.alerts:
+                    metrics.segment_changes.labels(alert["group"]).inc()
+                    await changes_topic.send(key=user_id.encode(),
+                                             value=json.dumps(alert).encode())
+                    for trigger in campaign_triggers(campaigns, alert):
+                        await triggers_topic.send(key=user_id.encode(),
+                                                  value=json.dumps(trigger).encode())
 
     @app.agent(events_topic, name="fold")
     async def fold_agent(stream: faust.StreamT) -> None:
-        """One Faust event per envelope: fold its records, then one table write, one
-        deadline and one mirror per touched customer, one Redis pipeline per envelope."""
+        """One Faust event per envelope: fold its records, then one table write, one deadline
+        and one mirror per touched customer.
+
+        Announcing (waiting for the state to be acknowledged, the Redis pipeline, the alert
+        sends) runs beside the fold, in envelope order, for every envelope that has queued up
+        meanwhile at once; an envelope is acknowledged to Faust (so its offset may be
+        committed) only after its announcement. So the fold does not wait for the broker or
+        Redis, and at-least-once still holds."""
         client = aioredis.Redis.from_url(settings.redis_url)
+        manual = stream.noack()
+        queue: asyncio.Queue[tuple[Any, dict[str, Mirror], float]] = asyncio.Queue(
+            maxsize=ANNOUNCE_QUEUE)
+
+        async def announcer() -> None:
+            while True:
+                batch = [await queue.get()]
+                while not queue.empty():
+                    batch.append(queue.get_nowait())
+                await announce(client, [mirrors for _, mirrors, _ in batch])
+                for event, _, started in batch:
+                    await manual.ack(event)
+                    metrics.fold_seconds.observe(time.perf_counter() - started)
+
+        task = asyncio.ensure_future(announcer())
         try:
-            async for event in stream.events():
+            async for event in manual.events():
+                if task.done():
+                    task.result()  # the announcer failed: fail the agent with its error
                 started = time.perf_counter()
                 message = event.message
                 position = Position(message.topic, message.partition, message.offset)
@@ -135,6 +164,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     await dead_letter(DeadLetter("bad_canonical_event", None,
                                                  "not a canonical event or envelope",
                                                  "events", 0), position)
+                    await queue.put((event, {}, started))
                     continue
                 result = folder.fold(records, profiles.get, datetime.now(UTC))
                 for letter in result.deadletters:
@@ -149,9 +179,9 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     metrics.accepted.labels(source).inc(n)
                 for source, n in result.duplicates.items():
                     metrics.duplicates.labels(source).inc(n)
-                await announce(client, result.mirrors)
-                metrics.fold_seconds.observe(time.perf_counter() - started)
+                await queue.put((event, result.mirrors, started))
         finally:
+            task.cancel()
             await client.aclose()
 
     @app.on_rebalance_complete.connect
