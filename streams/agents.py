@@ -96,6 +96,14 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         )
         await deadletter_topic.send(key=None, value=json.dumps(record).encode())
 
+    async def state_acknowledged() -> None:
+        """Wait until every table write handed to Faust so far is acknowledged by Kafka
+        (Faust's own flush gives up on its buffer after 0.1 s without progress)."""
+        buffer = app.producer.buffer
+        while buffer.size:
+            await buffer.flush()
+        await app.producer.flush()
+
     async def announce(client: Any, rounds: list[dict[str, Mirror]]) -> None:
         """Mirror every touched customer of ``rounds`` (consecutive envelopes, in order) to
         Redis in one pipeline, then send their alerts and campaign triggers (all
@@ -107,7 +115,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             # alerts are not. Wait until the writes are acknowledged, so an alert is never
             # out while the state that decided it could still be lost; after a crash the
             # cause is then a duplicate and re-sends the very same alert.
-            await app.producer.flush()
+            await state_acknowledged()
         updated_at = to_iso(datetime.now(UTC))
         await write_profiles(client, [
             (profile_key(settings, user_id),
