@@ -149,14 +149,23 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             maxsize=ANNOUNCE_QUEUE)
 
         async def announcer() -> None:
-            while True:
-                batch = [await queue.get()]
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
-                await announce(client, [mirrors for _, mirrors, _ in batch])
-                for event, _, started in batch:
-                    await manual.ack(event)
-                    metrics.fold_seconds.observe(time.perf_counter() - started)
+            try:
+                while True:
+                    batch = [await queue.get()]
+                    while not queue.empty():
+                        batch.append(queue.get_nowait())
+                    await announce(client, [mirrors for _, mirrors, _ in batch])
+                    for event, _, started in batch:
+                        await manual.ack(event)
+                        metrics.fold_seconds.observe(time.perf_counter() - started)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Nothing unannounced is acknowledged, so a restart redoes it: stop loudly
+                # rather than sit with a growing lag.
+                log.error("announcing failed (%s); stopping the worker", type(exc).__name__)
+                await app.crash(exc)
+                raise
 
         task = asyncio.ensure_future(announcer())
         try:
