@@ -210,6 +210,10 @@ def test_sigkill_with_redeliveries_keeps_counts_exact(
     n_events = int(expected.to_numpy().sum())
     for source in SOURCES:
         assert run_cli(settings, "import", source, str(data / f"{source}.jsonl")).returncode == 0
+    # Small polls and envelopes: many of them in flight at the kill, and Redis fills in steps
+    # small enough for the kill to land mid-stream (one announcement may cover every queued
+    # envelope).
+    worker.env.update(CUSTPULSE_BATCH_MAX_RECORDS="100", CUSTPULSE_ENVELOPE_MAX_RECORDS="20")
     worker.start()
     # Kill it hard once it has folded part of the stream (some Redis profiles exist).
     client = redis.Redis.from_url(settings.redis_url)
