@@ -178,8 +178,13 @@ class Settings(BaseSettings):
 
     @property
     def events_topic(self) -> str:
-        """Canonical events, repartitioned by user_id."""
+        """Envelopes of canonical events and ticks, partitioned by user_id."""
         return self.topic("events")
+
+    @property
+    def ingest_group(self) -> str:
+        """Consumer group (and client id) of the ingest stage on the raw topics."""
+        return f"{self.app_id}-ingest"
 
     @property
     def deadletter_topic(self) -> str:

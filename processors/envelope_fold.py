@@ -30,7 +30,7 @@ from typing import Any
 
 from custpulse.processors.clock import Watermark
 from custpulse.processors.counting import apply_count
-from custpulse.processors.lifecycle import decide, evaluated_at, resend
+from custpulse.processors.lifecycle import Decision, decide, evaluated_at, resend
 from custpulse.processors.profile import fold_profile, prune
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.segments import TagLibrary
@@ -220,13 +220,9 @@ class EnvelopeFold:
         decision = decide(value["profile"], seg, as_of, library=self.library, user_id=user_id,
                           cause=c.cause, event_time=c.event_time, processing_time=now,
                           late=c.late)
-        value["seg"] = decision.seg
-        c.view = decision.view
-        c.alerts.extend(decision.alerts)
+        _apply(user_id, c, decision, result)
         c.pending = False
         c.late = False
-        if decision.deadline is not None:
-            result.deadlines[user_id] = decision.deadline
 
     def _tick(self, user_id: str, c: _Customer, deadline: datetime, now: datetime,
               result: EnvelopeResult) -> None:
@@ -243,9 +239,14 @@ class EnvelopeFold:
         decision = decide(value["profile"], seg, deadline, library=self.library,
                           user_id=user_id, cause=cause, event_time=deadline,
                           processing_time=now, late=False)
-        value["seg"] = decision.seg
-        c.view = decision.view
-        c.alerts.extend(decision.alerts)
-        c.dirty = c.mirror = True
-        if decision.deadline is not None:
-            result.deadlines[user_id] = decision.deadline
+        _apply(user_id, c, decision, result)
+
+
+def _apply(user_id: str, c: _Customer, decision: Decision, result: EnvelopeResult) -> None:
+    """Keep what an evaluation decided: segment state, view, alerts, next deadline."""
+    c.value["seg"] = decision.seg
+    c.view = decision.view
+    c.alerts.extend(decision.alerts)
+    c.dirty = c.mirror = True
+    if decision.deadline is not None:
+        result.deadlines[user_id] = decision.deadline

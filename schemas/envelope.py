@@ -24,6 +24,10 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 ENVELOPE_VERSION = 3
+ENVELOPE_MAX_BYTES = 512 * 1024
+"""An envelope is closed at about this much JSON."""
+TICK_BYTES = 100
+"""Approximate JSON size of a tick record."""
 
 
 def partition_for(user_id: str, partitions: int) -> int:
@@ -66,10 +70,20 @@ def unpack(value: bytes | str | None) -> list[Any]:
     return [wire]
 
 
-def split(records: list[Any], max_records: int) -> list[list[Any]]:
-    """``records`` in chunks of at most ``max_records`` (order kept).
-
-    >>> split([1, 2, 3], 2)
-    [[1, 2], [3]]
-    """
-    return [records[i:i + max_records] for i in range(0, len(records), max_records)]
+def envelopes(records: list[tuple[dict[str, Any], int]], max_records: int,
+              max_bytes: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
+    """Pack ``(record, approximate JSON size in bytes)`` pairs into envelope messages, in
+    order, each with at most ``max_records`` records and about ``max_bytes`` of JSON (a
+    single larger record travels alone)."""
+    out: list[bytes] = []
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for record, n in records:
+        if chunk and (len(chunk) >= max_records or size + n > max_bytes):
+            out.append(pack(chunk))
+            chunk, size = [], 0
+        chunk.append(record)
+        size += n
+    if chunk:
+        out.append(pack(chunk))
+    return out

@@ -1,4 +1,5 @@
-"""The canonical event: what the ingest step emits on ``<prefix>events``, keyed by user_id.
+"""The canonical event: what the ingest step emits on ``<prefix>events``, inside envelopes
+(:mod:`custpulse.schemas.envelope`) placed in the partition of its user_id.
 
 Wire format (JSON object, UTF-8), version 2::
 

@@ -11,11 +11,11 @@ PROFILES = "profiles"
 
 def profiles_table(app: faust.App, settings: Settings) -> faust.Table:
     """Per user_id (JSON):  ``{"dedupe": <processors.counting state>,
-    "profile": <processors.profile state>}``.
+    "profile": <processors.profile state>, "seg": <processors.lifecycle state>}``.
 
     Both halves live in one value so the ids applied and the state they changed are written
     (and recovered) together. Partitioned like ``<prefix>events`` (same partition count),
-    which is keyed by user_id.
+    where each customer's records sit in the partition of its user_id.
     """
     return app.Table(
         PROFILES,

@@ -203,7 +203,7 @@ def consumer_lag(settings: Settings, group: str | None = None) -> list[Partition
     by all its records."""
     if group is None:
         sources = set(settings.source_topics().values())
-        return ([r for r in _group_lag(settings, f"{settings.app_id}-ingest", sources)
+        return ([r for r in _group_lag(settings, settings.ingest_group, sources)
                  if r.topic in sources]
                 + [r for r in _group_lag(settings, settings.app_id, {settings.events_topic})
                    if r.topic == settings.events_topic])

@@ -23,7 +23,13 @@ from custpulse.processors.lifecycle import decide, evaluated_at
 from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
-from custpulse.schemas.envelope import pack, partition_for, split, tick_record, unpack
+from custpulse.schemas.envelope import (
+    TICK_BYTES,
+    envelopes,
+    partition_for,
+    tick_record,
+    unpack,
+)
 from custpulse.schemas.mapping import load_mappings
 from custpulse.schemas.segments import load_library
 from custpulse.schemas.times import to_iso
@@ -226,13 +232,13 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         if not due:
             return
         partitions = settings.partitions  # the worker checked the topic has exactly these
-        by_partition: dict[int, list[dict[str, Any]]] = {}
+        by_partition: dict[int, list[tuple[dict[str, Any], int]]] = {}
         for user_id, at in due:
             by_partition.setdefault(partition_for(user_id, partitions), []).append(
-                tick_record(user_id, at))
+                (tick_record(user_id, at), TICK_BYTES))
         for partition, ticks in sorted(by_partition.items()):
-            for chunk in split(ticks, settings.envelope_max_records):
-                await events_topic.send(value=pack(chunk), partition=partition)
+            for envelope in envelopes(ticks, settings.envelope_max_records):
+                await events_topic.send(value=envelope, partition=partition)
 
     @app.timer(OPS_INTERVAL_S)
     async def check_ops() -> None:

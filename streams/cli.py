@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         rows = consumer_lag(settings, args.group)
         print(f"group {args.group}" if args.group else
-              f"groups {settings.app_id}-ingest (input topics) and {settings.app_id} "
+              f"groups {settings.ingest_group} (input topics) and {settings.app_id} "
               f"({settings.events_topic})")
         print(f"{'topic':<40} {'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}")
         for r in rows:

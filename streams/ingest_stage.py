@@ -36,16 +36,15 @@ from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
 from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
-from custpulse.schemas.envelope import pack, partition_for
+from custpulse.schemas.envelope import envelopes, partition_for
 from custpulse.settings import Settings
 from custpulse.streams.metrics import Metrics
 
 log = logging.getLogger("custpulse.ingest")
 
-ENVELOPE_MAX_BYTES = 512 * 1024
-"""An envelope is closed at this much JSON (records beyond start the next one); a single
-larger record travels alone (the producer and topic accept up to MAX_MESSAGE_BYTES)."""
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+"""What the producer and ``<prefix>events`` accept: a record larger than an envelope's byte
+bound travels alone."""
 RETRY_DELAY_S = 1.0
 MAX_IN_FLIGHT = 4
 """Polls whose sends may wait for acknowledgements while the next ones are ingested."""
@@ -67,29 +66,6 @@ class _Batch:
             metrics.events_in.labels(source).inc(n)
         for (source, code), n in self.rejected.items():
             metrics.deadlettered.labels(source, code).inc(n)
-
-
-def ingest_group(settings: Settings) -> str:
-    """Consumer group of the ingest stage: ``<app_id>-ingest``."""
-    return f"{settings.app_id}-ingest"
-
-
-def envelopes(records: list[tuple[dict[str, Any], int]], max_records: int,
-              max_bytes: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
-    """Pack ``(record, approximate JSON size)`` pairs into envelope messages, in order, each
-    with at most ``max_records`` records and about ``max_bytes`` of JSON."""
-    out: list[bytes] = []
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for record, n in records:
-        if chunk and (len(chunk) >= max_records or size + n > max_bytes):
-            out.append(pack(chunk))
-            chunk, size = [], 0
-        chunk.append(record)
-        size += n
-    if chunk:
-        out.append(pack(chunk))
-    return out
 
 
 class IngestStage(Service):
@@ -119,7 +95,7 @@ class IngestStage(Service):
     async def on_start(self) -> None:
         s = self.settings
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap, client_id=f"{s.app_id}-ingest",
+            bootstrap_servers=s.kafka_bootstrap, client_id=s.ingest_group,
             acks="all", linger_ms=0, max_batch_size=1024 * 1024,
             max_request_size=MAX_MESSAGE_BYTES, compression_type=None,
         )
@@ -128,7 +104,7 @@ class IngestStage(Service):
         self._partitions = s.partitions
         self._consumer = AIOKafkaConsumer(
             *self.source_of, bootstrap_servers=s.kafka_bootstrap,
-            group_id=ingest_group(s), client_id=f"{s.app_id}-ingest",
+            group_id=s.ingest_group, client_id=s.ingest_group,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(max(1.0, s.session_timeout_s / 10) * 1000),

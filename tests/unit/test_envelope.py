@@ -12,10 +12,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from custpulse.processors.clock import Watermark
 from custpulse.processors.envelope_fold import EnvelopeFold
 from custpulse.processors.profile import profile_view
-from custpulse.schemas.envelope import pack, partition_for, split, tick_record, unpack
+from custpulse.schemas.envelope import envelopes, pack, partition_for, tick_record, unpack
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.segments import load_library
-from custpulse.streams.ingest_stage import envelopes
 
 from .test_profile import compare, events, frame  # noqa: F401  (fixture)
 
@@ -53,7 +52,10 @@ def test_envelopes_are_bounded_by_count_and_bytes_and_keep_order():
     assert [len(x) for x in out] == [3, 3, 3, 3]
     big = [({"i": 0}, 10), ({"i": 1}, 10_000), ({"i": 2}, 10)]
     assert [len(unpack(e)) for e in envelopes(big, 100, max_bytes=500)] == [1, 1, 1]
-    assert split([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
+
+
+def split(records: list, size: int) -> list[list]:
+    return [records[i:i + size] for i in range(0, len(records), size)]
 
 
 def _run(wires: list, size: int, table: dict | None = None, shuffle_seed: int | None = None):
