@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         "follow", description="'follow': the watermark moves with event time only; 'wall': "
         "it also follows wall-clock time minus the allowed lateness (live operation)."
     )
+    idle_timeout_s: float = Field(
+        30.0, gt=0, description="An input (raw topic partition) that delivered nothing for "
+        "this many wall-clock seconds no longer holds the watermark back."
+    )
+    freshness_horizon_s: float = Field(
+        86_400.0, ge=0, description="Segment moves whose event time is older than wall-clock "
+        "time minus this many seconds are marked historical and send no campaign trigger."
+    )
     session_timeout_s: float = Field(
         30.0, ge=6, le=300, description="Kafka group session timeout of the worker, seconds."
     )

@@ -19,9 +19,11 @@ move is computed again (redelivery after a crash, restart, replay):
 
 Time semantics: ``event_time`` is when the move happened in event time (the event's time, or
 the deadline for a timer); ``processing_time`` is the watermark / wall time at which it was
-detected; ``late`` is true when the move was computed from an out-of-order event (it changes a
-value that had already been announced). Times must be aware datetimes; they are written in
-UTC with milliseconds.
+detected; ``late`` is true when the move was computed from an event earlier than the
+customer's own ``as_of`` (the time of its last evaluation): it changes a value that had already
+been announced. ``historical`` is true when ``event_time`` is older than the freshness horizon
+of the wall clock (default 24 h): such moves send no campaign trigger. Times must be aware
+datetimes; they are written in UTC with milliseconds.
 
 >>> from datetime import UTC, datetime
 >>> t = datetime(2026, 3, 1, tzinfo=UTC)
@@ -87,8 +89,13 @@ def segment_alert(
     event_time: datetime,
     processing_time: datetime,
     late: bool,
+    historical: bool = False,
 ) -> dict[str, Any]:
     """The JSON-ready segment alert (message format version ``v`` = 1).
+
+    ``historical`` marks a move whose event time is older than the freshness horizon of the
+    wall clock at processing (a replay of old data): it is announced, but it sends no campaign
+    trigger.
 
     ``traits`` are the (already masked) profile values the rule looked at, copied as given;
     ``event_time`` and ``processing_time`` must be aware and come out as ISO 8601 UTC with
@@ -113,4 +120,5 @@ def segment_alert(
         "event_time": to_iso(event_time),
         "processing_time": to_iso(processing_time),
         "late": bool(late),
+        "historical": bool(historical),
     }

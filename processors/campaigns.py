@@ -112,9 +112,12 @@ def campaign_triggers(rules: CampaignRules, alert: Mapping[str, Any]) -> list[di
     (the dict of :func:`~custpulse.processors.alerts.segment_alert`), in rules order.
 
     ``event_time`` is the alert's (the time of the segment move, ISO 8601 UTC); ``holdout``
-    says whether the customer is held out of the action's campaign (do not contact).
+    says whether the customer is held out of the action's campaign (do not contact). An alert
+    marked ``historical`` (its move is older than the freshness horizon) triggers nothing.
     """
-    messages = []
+    messages: list[dict[str, Any]] = []
+    if alert.get("historical"):
+        return messages  # a replay of old moves must not contact anyone
     for trig in rules.triggers:
         if not trig.matches(alert):
             continue

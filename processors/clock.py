@@ -1,17 +1,31 @@
-"""Event-time clock: the watermark that says what "now" is for profiles and deadlines.
+"""Event-time clock: the watermark that says how far event time has progressed for a worker.
 
-The watermark is the latest event time seen minus the allowed lateness. It never moves back.
+Event time is tracked **per input** (one input = one partition of one raw topic, so also per
+source): an input's time is the latest event time it has delivered. The worker's watermark is
+the **minimum over the active inputs** minus the allowed lateness, as in Flink and Bytewax: a
+source that runs ahead (behaviour imported before orders) does not drag the others along. An
+input that delivered nothing for ``idle_timeout`` of wall-clock time is idle and no longer holds
+the watermark back; when every input is idle, the watermark is the latest time of all of them
+(the end of the data has been reached: idle customers may age to it). The watermark never
+moves back.
+
 With ``mode="wall"`` it also follows wall-clock time minus the lateness, so customers keep
 ageing while no events arrive (live operation); with ``mode="follow"`` (replays, tests) it moves
-with event time only. One clock serves all partitions of a worker, so a partition that receives
-no events follows the others instead of freezing its customers' clocks.
+with event time only.
+
+The watermark decides only when time-driven re-evaluations (ticks) are due. It never decides a
+customer's own ``as_of`` or whether an event is ``late``: those are per customer (see
+:mod:`custpulse.processors.envelope_fold`).
 
 >>> from datetime import datetime, timedelta, UTC
->>> clock = Watermark(timedelta(minutes=5))
->>> clock.observe(datetime(2026, 1, 1, 12, tzinfo=UTC))
->>> clock.observe(datetime(2026, 1, 1, 11, tzinfo=UTC))  # late: does not move the clock back
->>> clock.current(datetime(2030, 1, 1, tzinfo=UTC)).isoformat()
-'2026-01-01T11:55:00+00:00'
+>>> wall = datetime(2030, 1, 1, tzinfo=UTC)
+>>> clock = Watermark(timedelta(minutes=5), idle_timeout=timedelta(seconds=30))
+>>> clock.observe(datetime(2026, 11, 1, tzinfo=UTC), wall, "behavior:0")
+>>> clock.observe(datetime(2026, 6, 1, 12, tzinfo=UTC), wall, "orders:0")
+>>> clock.current(wall).isoformat()  # the slower input holds it back
+'2026-06-01T11:55:00+00:00'
+>>> clock.current(wall + timedelta(minutes=1)).isoformat()  # both idle: the end of the data
+'2026-10-31T23:55:00+00:00'
 """
 
 from __future__ import annotations
@@ -19,30 +33,42 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+DEFAULT_IDLE_TIMEOUT = timedelta(seconds=30)
+
 
 @dataclass
 class Watermark:
     lateness: timedelta = timedelta(0)
     mode: str = "follow"
-    latest_event: datetime | None = field(default=None)
+    idle_timeout: timedelta = DEFAULT_IDLE_TIMEOUT
+    _inputs: dict[str, tuple[datetime, datetime]] = field(default_factory=dict, repr=False)
+    """input -> (latest event time, wall-clock time of its last event)."""
     _floor: datetime | None = field(default=None, repr=False)
 
-    def observe(self, event_time: datetime) -> None:
-        """Note an event time (aware)."""
-        if self.latest_event is None or event_time > self.latest_event:
-            self.latest_event = event_time
+    def observe(self, event_time: datetime, wall: datetime, input: str = "default") -> None:
+        """Note that ``input`` delivered an event of ``event_time`` at wall-clock ``wall``
+        (both aware)."""
+        known = self._inputs.get(input)
+        latest = event_time if known is None or event_time > known[0] else known[0]
+        self._inputs[input] = (latest, wall)
 
-    def is_late(self, event_time: datetime, wall: datetime) -> bool:
-        """True if ``event_time`` is at or before the current watermark (an out-of-order
-        arrival: it changes values that were already announced)."""
-        current = self.current(wall)
-        return current is not None and event_time <= current
+    @property
+    def latest_event(self) -> datetime | None:
+        """The latest event time of any input."""
+        return max((t for t, _ in self._inputs.values()), default=None)
+
+    def inputs(self, wall: datetime) -> dict[str, tuple[datetime, bool]]:
+        """Per input: its event time and whether it is active at ``wall``."""
+        return {name: (t, wall - seen < self.idle_timeout)
+                for name, (t, seen) in self._inputs.items()}
 
     def current(self, wall: datetime) -> datetime | None:
         """The watermark at wall-clock time ``wall`` (aware), or None before any event."""
         candidates = []
-        if self.latest_event is not None:
-            candidates.append(self.latest_event - self.lateness)
+        if self._inputs:
+            active = [t for t, seen in self._inputs.values() if wall - seen < self.idle_timeout]
+            base = min(active) if active else max(t for t, _ in self._inputs.values())
+            candidates.append(base - self.lateness)
         if self.mode == "wall":
             candidates.append(wall - self.lateness)
         if not candidates:

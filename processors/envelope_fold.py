@@ -1,21 +1,37 @@
 """Fold one envelope of records (a batch from one partition of ``<prefix>events``) into the
 customers' table values. Pure and synchronous: the caller looks values up, writes them back,
-mirrors and sends; time comes in as ``now`` (wall clock, aware) and the watermark object.
+mirrors and sends; wall-clock time comes in as ``now`` (aware), used only for
+``processing_time`` and the ``historical`` mark of alerts.
 
-Per record:
+Time semantics (event time, per customer)
+-----------------------------------------
+Each customer has its own ``as_of``: the time of its last evaluation (``seg.evaluated_at``).
+It moves only with the customer's own records, never with other customers' events, so a source
+that runs ahead cannot evaluate anybody "in the future".
 
-* canonical event: dedupe (:func:`~custpulse.processors.counting.apply_count`), then the
-  profile fold (:func:`~custpulse.processors.profile.fold_profile`) as of the watermark;
-* tick: re-evaluation of one customer at its deadline (event time), exactly as before
-  batching: a tick is evaluated on its own, after the customer's pending events.
+* **Event** at time ``t``: first the customer's due deadlines ``D <= t`` are applied, in event
+  time, one evaluation each (a time-driven move is announced with cause ``timer:<D>``); then
+  the event is folded and evaluated at ``as_of = max(as_of, t)``. The event is ``late`` when
+  ``t`` is earlier than the customer's ``as_of`` before it.
+* **Tick** ``{"deadline": D, "until": W}`` (sent by the worker's timer once its watermark ``W``
+  has passed ``D``): the customer's deadlines ``<= W`` are applied, as above. A tick that finds
+  them already applied (a redelivery, or the customer's next event came first) changes nothing.
 
-Per customer and envelope (the throughput design): the segment evaluation, the table write
-and the mirror happen **once**, after the customer's last event in the envelope. Transitions
-within one envelope are coalesced: the alert's ``cause`` is the customer's last new event in
-the envelope, ``event_time`` is that event's time and ``late`` is true if any of them arrived
-out of order. An envelope is an immutable Kafka message, so a redelivered envelope gives the
-same grouping, the same causes and the same alert ids; its events are then duplicates, and a
-duplicate whose id is a remembered cause re-sends that cause's alerts.
+So the outcome for a customer depends only on its own records and their order, not on how they
+were batched into polls and envelopes, nor on when the timer ran: a tick that arrives after the
+customer's later event finds nothing to do, one that arrives before it does what the event would
+have done first. (Only an event later than the watermark, i.e. beyond the allowed lateness, can
+find its deadlines already applied: it is then ``late``.)
+
+**Coalescing** (the choice): none for decisions. Every new event and every deadline is its own
+evaluation with its own alerts, whatever the batching. What is coalesced is storage: the table
+write, the deadline and the mirror happen once per changed customer per envelope, from the
+state after its last record.
+
+**Redeliveries**: an event whose id is already applied is a duplicate; it re-sends the alerts
+it decided (same ids), which the state remembers (``seg.recent``), and re-mirrors the current
+state. Redis follows the state (see :mod:`custpulse.state.redis_mirror`), so a re-sent alert
+never moves segment membership.
 
 Outcomes are data: dead letters (with reason), table writes, mirrors, deadlines, counters.
 """
@@ -25,19 +41,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from custpulse.processors.clock import Watermark
 from custpulse.processors.counting import apply_count
-from custpulse.processors.lifecycle import Decision, decide, evaluated_at, resend
+from custpulse.processors.lifecycle import Decision, decide, evaluated_at, next_deadline_of, resend
 from custpulse.processors.profile import fold_profile, prune
 from custpulse.schemas.events import CanonicalEvent
-from custpulse.schemas.segments import TagLibrary
-from custpulse.schemas.times import parse_time
+from custpulse.schemas.times import to_iso
 
 Value = dict[str, Any]
-"""A ``profiles`` table value: ``{"dedupe": ..., "profile": ..., "seg": ...}``."""
+"""A ``profiles`` table value: ``{"dedupe": ..., "profile": ..., "seg": ..., "version": n}``.
+``version`` counts the writes of the value (0 before the first); mirrors carry it, so an older
+write never overwrites a newer one in Redis."""
+
+DEFAULT_FRESHNESS = timedelta(hours=24)
+MAX_STEPS = 100_000
+"""Deadlines applied for one customer in one go at most (a guard; each step moves strictly
+forward in event time, so this bound is never reached by real histories)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +76,16 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Mirror:
-    """What to mirror for one customer: the value written, the profile view, the alerts."""
+    """What to mirror for one customer, as a snapshot taken at fold time: the profile view
+    (as of the customer's ``as_of``), the dedupe counts, the value's ``version`` and the
+    alerts to send (new ones and re-sent ones, in decision order)."""
 
-    value: Value
     view: dict[str, Any]
+    counts: dict[str, Any]
+    version: int
     alerts: list[dict[str, Any]]
+    updated_at: str
+    """Processing time of the fold (ISO 8601 UTC, milliseconds)."""
 
 
 @dataclass
@@ -78,18 +104,14 @@ class EnvelopeResult:
 class _Customer:
     value: Value
     dirty: bool = False
-    pending: bool = False
-    cause: str = ""
-    event_time: datetime | None = None
-    late: bool = False
+    mirror: bool = False
     resend: list[str] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     view: dict[str, Any] | None = None
-    mirror: bool = False
 
 
 def empty_value() -> Value:
-    return {"dedupe": None, "profile": None, "seg": None}
+    return {"dedupe": None, "profile": None, "seg": None, "version": 0}
 
 
 def ops_signal(event: CanonicalEvent) -> str | None:
@@ -106,20 +128,44 @@ def ops_signal(event: CanonicalEvent) -> str | None:
     return None
 
 
-class EnvelopeFold:
-    """Folds envelopes; holds only configuration and the (shared) watermark."""
+def _tick_time(record: dict[str, Any], name: str) -> datetime | None:
+    text = record.get(name)
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
-    def __init__(self, library: TagLibrary, clock: Watermark, max_ids: int) -> None:
+
+def tick_cause(until: datetime) -> str:
+    """The ``by`` of the evaluations a tick made (to re-send them if the tick is redelivered)."""
+    return f"tick:{until.astimezone(UTC).isoformat()}"
+
+
+def timer_cause(deadline: datetime) -> str:
+    """The ``cause`` of a move made by time alone at ``deadline`` (microseconds kept)."""
+    return f"timer:{deadline.astimezone(UTC).isoformat()}"
+
+
+class EnvelopeFold:
+    """Folds envelopes; holds only configuration (the tag library, the dedupe memory bound,
+    the freshness horizon of campaign triggers)."""
+
+    def __init__(self, library: Any, max_ids: int,
+                 freshness: timedelta = DEFAULT_FRESHNESS) -> None:
         self.library = library
-        self.clock = clock
         self.max_ids = max_ids
+        self.freshness = freshness
 
     def fold(self, records: list[Any], lookup: Callable[[str], Value | None],
              now: datetime) -> EnvelopeResult:
         """Apply ``records`` in order. ``lookup(user_id)`` gives the stored value (or None);
-        values it returns may be updated in place and come back in ``writes``."""
+        values it returns are updated in place and come back in ``writes``."""
         result = EnvelopeResult()
         customers: dict[str, _Customer] = {}
+        historical_before = now - self.freshness
 
         def customer(user_id: str, create: bool) -> _Customer | None:
             c = customers.get(user_id)
@@ -134,16 +180,18 @@ class EnvelopeFold:
 
         for index, record in enumerate(records):
             if isinstance(record, dict) and record.get("kind") == "tick":
-                deadline = parse_time(record.get("deadline"), UTC)
-                if deadline is None or not isinstance(record.get("user_id"), str):
+                deadline = _tick_time(record, "deadline")
+                until = _tick_time(record, "until") or deadline
+                user_id = record.get("user_id")
+                if deadline is None or until is None or not isinstance(user_id, str):
                     result.deadletters.append(DeadLetter(
                         "bad_canonical_event", "deadline", "not a valid tick", "events", index))
                     continue
-                c = customer(record["user_id"], create=False)
+                c = customer(user_id, create=False)
                 if c is not None:
-                    if c.pending:
-                        self._evaluate(record["user_id"], c, now, result)
-                    self._tick(record["user_id"], c, deadline, now, result)
+                    by = tick_cause(until)
+                    if not self._advance(user_id, c, until, by, now, historical_before):
+                        c.resend.append(by)  # nothing due: maybe a redelivered tick
                 continue
             try:
                 if not isinstance(record, dict):
@@ -153,30 +201,42 @@ class EnvelopeFold:
                 result.deadletters.append(DeadLetter(
                     "bad_canonical_event", None, "not a canonical event", "events", index))
                 continue
-            self._event(event, index, customer(event.user_id, create=True), now, result)
+            c = customer(event.user_id, create=True)
+            assert c is not None
+            self._event(event, index, c, now, historical_before, result)
 
         for user_id, c in customers.items():
-            if c.pending:
-                self._evaluate(user_id, c, now, result)
-            seg = c.value.get("seg")
+            value = c.value
+            seg = value.get("seg")
             for cause in c.resend:
                 for alert in resend(seg, cause):
                     if alert not in c.alerts:
                         c.alerts.append(alert)
             if c.dirty:
-                result.writes[user_id] = c.value
+                at = evaluated_at(seg)
+                if at is not None:
+                    prune(value["profile"], at)  # memory only: views ignore older buckets
+                value["version"] = int(value.get("version") or 0) + 1
+                result.writes[user_id] = value
+                deadline = next_deadline_of(seg)
+                if deadline is not None:
+                    result.deadlines[user_id] = deadline
             if c.mirror or c.resend:
                 if c.view is None:
-                    at = evaluated_at(seg) or c.event_time or now
-                    c.view = decide(c.value["profile"], seg, at, library=self.library,
+                    at = evaluated_at(seg) or now
+                    c.view = decide(value["profile"], seg, at, library=self.library,
                                     user_id=user_id, cause="mirror", event_time=at,
                                     processing_time=now, late=False).view
-                result.mirrors[user_id] = Mirror(c.value, c.view, c.alerts)
+                dedupe = value["dedupe"] or {"by_source": {}}
+                counts = {"by_source": dict(dedupe["by_source"]),
+                          "last_event_time": dedupe.get("last_event_time")}
+                result.mirrors[user_id] = Mirror(dict(c.view), counts,
+                                                 int(value.get("version") or 0), c.alerts,
+                                                 to_iso(now))
         return result
 
-    def _event(self, event: CanonicalEvent, index: int, c: _Customer | None, now: datetime,
-               result: EnvelopeResult) -> None:
-        assert c is not None
+    def _event(self, event: CanonicalEvent, index: int, c: _Customer, now: datetime,
+               historical_before: datetime, result: EnvelopeResult) -> None:
         value = c.value
         state, verdict = apply_count(value["dedupe"], event, self.max_ids)
         value["dedupe"] = state
@@ -192,61 +252,61 @@ class EnvelopeFold:
             c.resend.append(event.event_id)
             return
         result.accepted[event.source] += 1
-        previous = evaluated_at(value.get("seg"))
-        late = self.clock.is_late(event.event_time, now) or (
-            previous is not None and event.event_time <= previous)
-        self.clock.observe(event.event_time)
-        # pruning (memory only: views ignore buckets outside their windows) waits for the
-        # customer's evaluation, once per envelope
-        value["profile"] = fold_profile(value["profile"], event, None)
-        c.pending = c.dirty = c.mirror = True
-        c.cause = event.event_id
-        c.event_time = event.event_time
-        c.late = c.late or late
+        c.dirty = c.mirror = True
+        moment = event.event_time
         kind = ops_signal(event)
         if kind is not None:
-            result.ops.append((kind, event.event_time))
-
-    def _evaluate(self, user_id: str, c: _Customer, now: datetime,
-                  result: EnvelopeResult) -> None:
-        """One evaluation for the customer's new events of this envelope."""
-        value = c.value
+            result.ops.append((kind, moment))
+        # Time first: deadlines up to this event's time, in event time.
+        self._advance(event.user_id, c, moment, event.event_id, now, historical_before)
         seg = value.get("seg")
         previous = evaluated_at(seg)
-        as_of = max(x for x in (self.clock.current(now), previous, c.event_time)
-                    if x is not None)
-        assert c.event_time is not None
-        prune(value["profile"], as_of)
-        decision = decide(value["profile"], seg, as_of, library=self.library, user_id=user_id,
-                          cause=c.cause, event_time=c.event_time, processing_time=now,
-                          late=c.late)
-        _apply(user_id, c, decision, result)
-        c.pending = False
-        c.late = False
+        late = previous is not None and moment < previous
+        as_of = moment if previous is None or moment > previous else previous
+        value["profile"] = fold_profile(value["profile"], event, None)
+        decision = decide(value["profile"], seg, as_of, library=self.library,
+                          user_id=event.user_id, cause=event.event_id, event_time=moment,
+                          processing_time=now, late=late,
+                          historical_before=historical_before)
+        _apply(c, decision)
 
-    def _tick(self, user_id: str, c: _Customer, deadline: datetime, now: datetime,
-              result: EnvelopeResult) -> None:
+    def _advance(self, user_id: str, c: _Customer, until: datetime, by: str, now: datetime,
+                 historical_before: datetime) -> bool:
+        """Apply the customer's deadlines ``<= until``, one evaluation each, in event time.
+        Returns whether any was applied."""
         value = c.value
         seg = value.get("seg")
-        cause = f"timer:{deadline.astimezone(UTC).isoformat()}"
-        previous = evaluated_at(seg)
-        if previous is not None and deadline <= previous:
-            # Already evaluated at or after this deadline (maybe by this very tick before a
-            # crash): re-send what it decided, if anything.
-            if resend(seg, cause):
-                c.resend.append(cause)
-            return
-        decision = decide(value["profile"], seg, deadline, library=self.library,
-                          user_id=user_id, cause=cause, event_time=deadline,
-                          processing_time=now, late=False)
-        _apply(user_id, c, decision, result)
+        if seg is None:
+            return False
+        if "next_deadline" not in seg:
+            # a value written before deadlines were stored: find it once
+            at = evaluated_at(seg)
+            if at is None:
+                return False
+            seg["next_deadline"] = decide(value["profile"], seg, at, library=self.library,
+                                          user_id=user_id, cause="rebuild", event_time=at,
+                                          processing_time=now, late=False).seg["next_deadline"]
+        applied = False
+        for _ in range(MAX_STEPS):
+            seg = value["seg"]
+            deadline = next_deadline_of(seg)
+            previous = evaluated_at(seg)
+            if deadline is None or deadline > until or (
+                    previous is not None and deadline <= previous):
+                break
+            decision = decide(value["profile"], seg, deadline, library=self.library,
+                              user_id=user_id, cause=timer_cause(deadline),
+                              event_time=deadline, processing_time=now, late=False,
+                              historical_before=historical_before, by=by)
+            _apply(c, decision)
+            c.dirty = True
+            applied = True
+        return applied
 
 
-def _apply(user_id: str, c: _Customer, decision: Decision, result: EnvelopeResult) -> None:
-    """Keep what an evaluation decided: segment state, view, alerts, next deadline."""
+def _apply(c: _Customer, decision: Decision) -> None:
+    """Keep what an evaluation decided: segment state, view, alerts."""
     c.value["seg"] = decision.seg
     c.view = decision.view
     c.alerts.extend(decision.alerts)
-    c.dirty = c.mirror = True
-    if decision.deadline is not None:
-        result.deadlines[user_id] = decision.deadline
+    c.mirror = True

@@ -1,29 +1,44 @@
 """Reading import files (CSV or JSON lines) into records ready to send, without I/O.
 
-Three decisions live here:
+Four decisions live here:
 
 * **Row numbers**: 1-based, in file order (JSONL: the line number; CSV: the data row after
   the header). They are fixed before any sorting.
-* **Event ids**: a row that brings no ``event_id`` gets
-  ``"f-" + sha256(source, file content hash, row number)[:20]``. Importing the same bytes again
-  gives the same ids (the worker counts them once); two identical rows at different row numbers
-  get different ids (they are two events).
+* **Reading**: every row is standardized with the mapping and coercion the worker uses
+  (:func:`custpulse.schemas.mapping.standardize`, same mapping, same source zone), so the
+  importer sees the same user id, event time and canonical content the worker will.
+* **Event ids** (:mod:`custpulse.processors.identity`): a row with its own ``event_id`` or a
+  business key (``order_id`` + ``status``, ...) needs nothing: the worker derives its id from
+  the record. Any other row gets ``event_id = "<source>:c:" + sha256(canonical content,
+  occurrence)[:24]``, its occurrence number counted among the identical canonical records of
+  its file in file order. So the same file, the same file re-exported with rows appended, or
+  re-saved by Excel (``1299.00`` -> ``1299``, another date spelling) gives the old rows their
+  old ids, and only new rows count; two identical rows in one file are two events.
 * **Order**: historical files are sent sorted by event time (stable; rows whose time cannot be
-  read keep their relative order and go last), unless the caller keeps file order.
+  read keep their relative order and go last), unless the caller keeps file order; several
+  files are merged by event time (:func:`merge_by_event_time`).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import heapq
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Literal
 
-from custpulse.schemas.events import event_time_of
+from custpulse.processors.identity import (
+    OWN_ID_FIELD,
+    content_fingerprint,
+    content_id,
+    keyed_event_id,
+)
+from custpulse.schemas.events import EVENT_TIME_FIELDS
+from custpulse.schemas.mapping import FieldMapping, standardize
 
 FileFormat = Literal["csv", "jsonl"]
 
@@ -38,6 +53,10 @@ class ImportRow:
     event_time: datetime | None = field(default=None, compare=False)
     raw: str | None = field(default=None, compare=False, repr=False)
     """The row's text, kept only for rows that could not be read (for the dead letter)."""
+    event_id: str | None = field(default=None, compare=False)
+    """The id the worker will count the row under (set by :func:`prepare`)."""
+    key: str | None = field(default=None, compare=False)
+    """The Kafka key: the row's standardized user id, or None (set by :func:`prepare`)."""
 
     @property
     def ok(self) -> bool:
@@ -111,7 +130,12 @@ def _parse_csv(text: str) -> Iterable[ImportRow]:
 
 
 def file_event_id(source: str, file_hash: str, row_number: int) -> str:
-    """Deterministic id of row ``row_number`` of the file whose content hash is ``file_hash``.
+    """Contract-4 id of row ``row_number`` of the file whose content hash is ``file_hash``.
+
+    No longer used by imports (it changed with every byte of the file, so a re-export or a
+    re-save counted every row again); kept for callers that need some stable synthetic id
+    (the bench). A record sending it as its ``event_id`` gets rule 1 of
+    :mod:`custpulse.processors.identity`.
 
     >>> file_event_id("orders", "ab" * 32, 1) == file_event_id("orders", "ab" * 32, 1)
     True
@@ -139,32 +163,94 @@ def canonical_view(
 
 def prepare(
     rows: list[ImportRow],
-    source: str,
-    file_hash: str,
+    mapping: FieldMapping,
     zone: tzinfo,
     keep_order: bool = False,
-    canonical_name: Callable[[str], str | None] | None = None,
 ) -> list[ImportRow]:
-    """Give every readable row an event id (unless it has one) and its event time; sort.
+    """Read every readable row with ``mapping`` (naive times in ``zone``), give it its event id,
+    key and event time, and sort.
 
-    Rows keep their own non-empty ``event_id``. Unreadable rows pass through unchanged.
-    Sorting is by event time (aware datetimes, so zones compare correctly), stable, with
-    rows without a readable time last; ``keep_order=True`` keeps file order.
-    ``canonical_name`` maps source field names (``购买时间``) to canonical ones.
+    Rows with their own ``event_id`` or a business key keep their record as it is (the worker
+    derives the same id from it); other rows get ``event_id`` set to their content id, counted
+    per file (see the module docstring). Unreadable rows pass through unchanged. Sorting is by
+    event time (aware datetimes, so zones compare correctly; the first readable event-time
+    field of the source, as the worker picks it), stable, with rows without a readable time
+    last; ``keep_order=True`` keeps file order. Pure.
     """
+    source = mapping.source
+    seen: dict[str, int] = {}
     prepared: list[ImportRow] = []
     for row in rows:
         if row.record is None:
             prepared.append(row)
             continue
         record = dict(row.record)
-        if record.get("event_id") in (None, ""):
-            record["event_id"] = file_event_id(source, file_hash, row.row_number)
-        moment = event_time_of(source, canonical_view(record, canonical_name), zone)
-        prepared.append(ImportRow(row.row_number, record=record, event_time=moment))
+        fields, _ = standardize(record, mapping, zone)
+        event_id = keyed_event_id(source, record, fields, mapping)
+        if event_id is None:
+            fingerprint = content_fingerprint(fields)
+            seen[fingerprint] = seen.get(fingerprint, 0) + 1
+            event_id = content_id(source, fields, seen[fingerprint])
+            record[OWN_ID_FIELD] = event_id
+        prepared.append(
+            ImportRow(
+                row.row_number, record=record, event_time=_event_time(source, fields),
+                event_id=event_id, key=_user_key(fields),
+            )
+        )
     if keep_order:
         return prepared
     return sorted(prepared, key=_sort_key)
+
+
+def _event_time(source: str, fields: dict[str, Any]) -> datetime | None:
+    for name in EVENT_TIME_FIELDS[source]:
+        value = fields.get(name)
+        if isinstance(value, datetime):
+            return value
+    return None
+
+
+def _user_key(fields: dict[str, Any]) -> str | None:
+    value = fields.get("user_id")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()
+
+
+def merge_by_event_time(
+    files: Sequence[Sequence[ImportRow]], keep_order: bool = False
+) -> list[tuple[int, ImportRow]]:
+    """The rows of several prepared files as one stream, ``(file index, row)`` in send order.
+
+    A k-way merge by event time: earlier times first across all files; equal times keep the
+    order of the files as given, then file order; rows without a readable time (and unreadable
+    rows) go last, file after file. So a backfill of several sources reaches every customer in
+    event-time order. ``keep_order=True`` sends the files one after the other, each in its own
+    order.
+
+    >>> from datetime import UTC
+    >>> a = [ImportRow(1, {}, event_time=datetime(2024, 1, 2, tzinfo=UTC)), ImportRow(2, {})]
+    >>> b = [ImportRow(1, {}, event_time=datetime(2024, 1, 1, tzinfo=UTC)),
+    ...      ImportRow(2, {}, event_time=datetime(2024, 1, 2, tzinfo=UTC))]
+    >>> [(i, r.row_number) for i, r in merge_by_event_time([a, b])]
+    [(1, 1), (0, 1), (1, 2), (0, 2)]
+    """
+    if keep_order:
+        return [(index, row) for index, rows in enumerate(files) for row in rows]
+    streams = [
+        [(_merge_key(row, index, rank), index, row) for rank, row in enumerate(rows)]
+        for index, rows in enumerate(files)
+    ]
+    for stream in streams:
+        stream.sort(key=lambda item: item[0])
+    return [(index, row) for _, index, row in heapq.merge(*streams, key=lambda item: item[0])]
+
+
+def _merge_key(row: ImportRow, index: int, rank: int) -> tuple[int, float, int, int]:
+    if row.event_time is None:
+        return (1, 0.0, index, rank)
+    return (0, row.event_time.timestamp(), index, rank)
 
 
 def _sort_key(row: ImportRow) -> tuple[int, float, int]:

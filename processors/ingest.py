@@ -3,9 +3,10 @@
 
 Steps: size -> JSON object -> field standardization and coercion (``schemas.mapping``) ->
 validation -> missing values and outliers (``processors.quality``) -> PII masking and tokens
-(``processors.masking``) -> canonical event. Errors are data: :func:`ingest` never raises,
-whatever the bytes. ``now`` is the caller's wall-clock time (aware), used only for the
-future-skew rule.
+(``processors.masking``) -> event id (``processors.identity``: own id, business key, or for a
+keyless live record the log position) -> canonical event. Errors are data: :func:`ingest`
+never raises, whatever the bytes. ``now`` is the caller's wall-clock time (aware), used only
+for the future-skew rule.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from custpulse.processors.identity import event_identity
 from custpulse.processors.masking import (
     FREE_TEXT_FIELDS,
     PII_FIELDS,
@@ -23,7 +25,7 @@ from custpulse.processors.masking import (
     scrub_text,
 )
 from custpulse.processors.quality import QualityTracker
-from custpulse.schemas.events import EVENT_TIME_FIELDS, CanonicalEvent, offset_event_id
+from custpulse.schemas.events import EVENT_TIME_FIELDS, CanonicalEvent
 from custpulse.schemas.mapping import FieldMapping, standardize
 from custpulse.schemas.times import to_iso
 
@@ -122,6 +124,7 @@ def _ingest(
                         mask_value(record))
     mapping = config.mappings[source]
     fields, problems = standardize(record, mapping, config.zone)
+    standardized = fields  # as read, before any quality fill: the event id depends on these only
     rejected = _validate(source, fields, problems, config, now)
     if rejected is not None:
         return Rejected(rejected.code, rejected.field, rejected.message,
@@ -130,18 +133,19 @@ def _ingest(
     moment: datetime = fields[time_field]
     flags: dict[str, Any] = {}
     if quality is not None:
+        # Fills are analysis-only: they ride in the flags, ``fields`` keeps the observed values
         assessment = quality.assess(source, fields)
-        fields = assessment.record
         flags = assessment.flags()
     unmapped = sorted(str(k) for k in (fields.get("extra") or {}))
     if unmapped:
         flags["unmapped_fields"] = unmapped
-    event_id = fields.get("event_id") or record.get("event_id")
-    if not isinstance(event_id, str) or not event_id.strip():
-        event_id = offset_event_id(position.topic, position.partition, position.offset)
+    # Identity (processors/identity.py): own event_id or importer id, else the mapping's
+    # business key, else (a keyless live record) the log position.
+    event_id = event_identity(source, record, standardized, mapping,
+                              position=(position.topic, position.partition, position.offset))
     user_id = str(fields["user_id"]).strip()
     data = protect(fields, config.secret)
-    return Accepted(CanonicalEvent(event_id.strip(), source, user_id, moment, data, flags))
+    return Accepted(CanonicalEvent(event_id, source, user_id, moment, data, flags))
 
 
 def _time_field(source: str, fields: dict[str, Any]) -> str:
@@ -158,7 +162,11 @@ def _validate(
     config: IngestConfig,
     now: datetime,
 ) -> Rejected | None:
-    """The first rule a record breaks, or None. Order: key, event time, types, ranges."""
+    """The first rule a record breaks, or None. Order: key, event time, types, ranges.
+
+    A time field holding a bare number its mapping declares no format for is rejected as
+    ``ambiguous_time`` (event time or not); other unreadable times as ``bad_event_time`` /
+    ``bad_time``."""
     by_field = {p.field: p for p in problems if p.code != "duplicate_field"}
     user_id = fields.get("user_id")
     if "user_id" in by_field:
@@ -168,6 +176,8 @@ def _validate(
     time_fields = EVENT_TIME_FIELDS[source]
     for name in time_fields:
         if name in by_field:
+            if by_field[name].code == "ambiguous_time":
+                return Rejected("ambiguous_time", name, by_field[name].message)
             return Rejected("bad_event_time", name, f"{name} cannot be read as a time")
         if fields.get(name) is not None:
             break
@@ -181,7 +191,7 @@ def _validate(
     for problem in problems:
         if problem.code == "duplicate_field":
             continue
-        code = "bad_time" if problem.code == "bad_time" else "wrong_type"
+        code = problem.code if problem.code in ("bad_time", "ambiguous_time") else "wrong_type"
         return Rejected(code, problem.field, problem.message)
     for name, code in NON_NEGATIVE.items():
         value = fields.get(name)

@@ -5,11 +5,15 @@ The segment state kept next to the profile (JSON-ready)::
     {"segment": "potential", "since": "<iso>", "activity_segment": "active",
      "rfm": {...}, "tags": [...], "rule_version": 1,
      "evaluated_at": "<iso>",                          # as_of of the last evaluation
-     "recent": [{"cause": "<event id | timer:...>", "alerts": [...]}, ...]}
+     "next_deadline": "<iso, microseconds>" | None,    # when time alone changes the result
+     "recent": [{"cause": "<event id | timer:...>", "by": "<record that applied it>",
+                 "alerts": [...]}, ...]}
 
 ``recent`` keeps the alerts of the last :data:`RECENT_CAUSES` evaluations that produced any,
-so that a redelivered cause (after a crash between the state write and the alert send)
-re-sends the same alerts with the same ids instead of losing them.
+so that a redelivered record (after a crash between the durable state write and the alert
+send) re-sends the same alerts with the same ids instead of losing them. ``by`` is the record
+whose processing made the evaluation: the event itself, or, for deadlines applied before a
+later event (or by a tick), that event (or tick).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from custpulse.processors.alerts import segment_alert
 from custpulse.processors.profile import next_window_change, profile_view
 from custpulse.processors.segments import Evaluation, evaluate, next_deadline, transition
 from custpulse.schemas.segments import TagLibrary
-from custpulse.schemas.times import parse_time, to_iso
+from custpulse.schemas.times import to_iso
 
 SegState = dict[str, Any]
 RECENT_CAUSES = 50
@@ -39,10 +43,17 @@ class Decision:
     changed: bool
 
 
-def evaluated_at(seg: SegState | None) -> datetime | None:
-    if not seg:
+def _at(text: Any) -> datetime | None:
+    """A stored time (ISO 8601 with offset, written by this module) as aware UTC."""
+    if not isinstance(text, str) or not text:
         return None
-    return parse_time(seg.get("evaluated_at"), UTC)  # type: ignore[arg-type]
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def evaluated_at(seg: SegState | None) -> datetime | None:
+    if not seg or not seg.get("evaluated_at"):
+        return None
+    return datetime.fromisoformat(seg["evaluated_at"]).astimezone(UTC)
 
 
 def decide(
@@ -56,15 +67,20 @@ def decide(
     event_time: datetime,
     processing_time: datetime,
     late: bool,
+    historical_before: datetime | None = None,
+    by: str | None = None,
 ) -> Decision:
     """Evaluate ``profile`` as of ``as_of``; compare with ``seg``; build alerts for each move.
 
     ``as_of`` must not be before ``seg``'s ``evaluated_at`` (callers keep it monotone).
+    Alerts whose ``event_time`` is before ``historical_before`` (wall clock minus the
+    freshness horizon) are marked ``historical``. ``by``: the record that made this
+    evaluation (default: ``cause``), remembered for re-sending.
     """
     view = profile_view(profile, as_of)
     history = None
     if seg and seg.get("segment"):
-        history = {"segment": seg["segment"], "since": parse_time(seg["since"], UTC)}
+        history = {"segment": seg["segment"], "since": _at(seg["since"])}
     new = evaluate(library, view, history, as_of=as_of)
     old = None
     if seg and seg.get("segment"):
@@ -74,24 +90,25 @@ def decide(
     alerts = [
         segment_alert(user_id=user_id, group=group, old=before, new=after,
                       rule_version=library.version, traits=new.traits, cause=cause,
-                      event_time=event_time, processing_time=processing_time, late=late)
+                      event_time=event_time, processing_time=processing_time, late=late,
+                      historical=historical_before is not None and event_time < historical_before)
         for group, before, after in moves
     ]
-    since = as_of if old is None or old.segment != new.segment else parse_time(seg["since"], UTC)
+    since = as_of if old is None or old.segment != new.segment else _at(seg["since"])
     activity_since = (
         as_of if old is None or old.activity_segment != new.activity_segment
-        else parse_time(seg.get("activity_since"), UTC) or as_of
+        else _at(seg.get("activity_since")) or as_of
     )
     new_seg: SegState = {
         "segment": new.segment,
-        "since": to_iso(since),
+        "since": since.astimezone(UTC).isoformat(),
         "activity_segment": new.activity_segment,
-        "activity_since": to_iso(activity_since),
+        "activity_since": activity_since.astimezone(UTC).isoformat(),
         "rfm": new.rfm,
         "tags": list(new.tags),
         "rule_version": library.version,
-        "evaluated_at": to_iso(as_of),
-        "recent": _remember(seg, cause, alerts),
+        "evaluated_at": as_of.astimezone(UTC).isoformat(),  # microseconds: deadlines are exact
+        "recent": _remember(seg, cause, by or cause, alerts),
     }
     history_after = {"segment": new.segment, "since": since}
     candidates = [
@@ -99,23 +116,35 @@ def decide(
         next_deadline(library, view, history_after, as_of=as_of),
     ]
     due = [c for c in candidates if c is not None and c > as_of]
+    new_seg["next_deadline"] = min(due).astimezone(UTC).isoformat() if due else None
     view = dict(view, segment=new.segment, activity_segment=new.activity_segment,
                 rfm_score=new.rfm.get("score"), tags=list(new.tags),
                 rule_version=library.version, segment_since=to_iso(since))
     return Decision(new_seg, view, alerts, min(due) if due else None, bool(moves))
 
 
-def _remember(seg: SegState | None, cause: str, alerts: list[dict[str, Any]]) -> list[Any]:
+def _remember(seg: SegState | None, cause: str, by: str,
+              alerts: list[dict[str, Any]]) -> list[Any]:
     recent = [r for r in (seg or {}).get("recent") or [] if isinstance(r, dict)]
     if alerts:
         recent = [r for r in recent if r.get("cause") != cause]
-        recent.append({"cause": cause, "alerts": alerts})
+        recent.append({"cause": cause, "by": by, "alerts": alerts})
     return recent[-RECENT_CAUSES:]
 
 
 def resend(seg: SegState | None, cause: str) -> list[dict[str, Any]]:
-    """Alerts already decided for ``cause`` (to re-send after a redelivery), else []."""
+    """Alerts already decided for ``cause`` or by the record ``cause`` (to re-send after a
+    redelivery of that record), in decision order, else []."""
+    out: list[dict[str, Any]] = []
     for entry in (seg or {}).get("recent") or []:
-        if isinstance(entry, dict) and entry.get("cause") == cause:
-            return list(entry.get("alerts", []))
-    return []
+        if isinstance(entry, dict) and cause in (entry.get("cause"), entry.get("by")):
+            out.extend(entry.get("alerts", []))
+    return out
+
+
+def next_deadline_of(seg: SegState | None) -> datetime | None:
+    """The stored next deadline of ``seg`` (None: none, or a value written before it was
+    stored; the caller then evaluates to find it)."""
+    if not seg or not seg.get("next_deadline"):
+        return None
+    return datetime.fromisoformat(seg["next_deadline"]).astimezone(UTC)

@@ -4,6 +4,44 @@
 event; ``profile_view(state, as_of) -> dict`` reads the values as of ``as_of``. Neither looks
 at a clock: ``as_of`` is the caller's watermark (aware datetime).
 
+Order independence
+------------------
+The profile is a function of the *set* of events applied: any arrival order (redeliveries
+are removed by the caller's dedupe, out-of-order sources are normal) gives the same
+``profile_view(state, as_of)`` for every field, for ``as_of`` at or after the events. So
+nothing depends on arrival: every "latest" is the latest by event time, with ties broken by
+a canonical key of the record's data (never by which record came first), money is summed
+in integer cents, means are sums of integers, and tickets count once per ticket id.
+
+* **Money**: an order's ``amount`` (CNY, as ingested) is parsed to integer cents with
+  ``Decimal`` rounding half-up; sums are integer sums, turned into CNY only in the view
+  (``avg_order_value`` is rounded half-up to the cent). An order without an amount is an
+  order (``orders_total``, frequencies) but adds nothing to the money and is left out of
+  ``avg_order_value``, which averages observed amounts only.
+* **Funnel step**: ``funnel_latest_step`` is the step of the latest funnel event by event
+  time (ties: the further step). A purchase is ``order`` if it is the customer's only one in
+  time and ``repurchase`` otherwise, which is decided in the view from the order count and
+  the last order time, not at arrival.
+* **Tickets** count once per ticket id (``tickets_total``, ``complaints_total``). A record of
+  a ticket has a *status time*: its ``closed_at`` when it has one, else its event time
+  (``opened_at``); a closing is later than the opening it closes, so an out-of-order
+  "opened" record never reopens a closed ticket. The ticket's status (``closed_at``) is the
+  one of its latest record by (status time, then closed after open, then a canonical digest
+  of the record's data); whether it is a complaint (``is_complaint`` true or ``issue_type``
+  complaint; false for another known issue type or ``is_complaint`` false), its
+  ``satisfaction`` and its ``handling_minutes`` each come from its latest record that has
+  them. Satisfaction and
+  handling means are over tickets (each ticket once), observed values only. A record without
+  a ``ticket_id`` is its own ticket (keyed by its event id).
+* **Open complaints**: a complaint ticket whose ``closed_at`` is unset or later than
+  ``as_of``. A ``closed_at`` later than ``as_of`` is a deadline: :func:`next_window_change`
+  returns it, so the customer is re-evaluated when the complaint closes.
+* **Master data**: each field keeps the value of the latest customers record (event time,
+  ties: canonical data digest) that carries it; a field absent, ``None`` or blank in an update
+  keeps its known value.
+* **Fills are not facts**: fields listed in an event's ``quality.fills`` are ignored by the
+  fold (current ingest never writes a fill into ``data``; older events may carry one).
+
 Time semantics
 --------------
 * All values are computed in event time. An event that arrives out of order counts exactly:
@@ -14,38 +52,90 @@ Time semantics
   hourly counters instead of event lists. Every applied event counts (none is later than the
   watermark when the allowed lateness is 0; with lateness, events already seen but later than
   ``as_of`` count too: they happened).
-* Memory per customer is bounded however long the history: hourly buckets older than the
-  largest window (relative to ``as_of``, which only moves forward) are dropped, so a customer
-  holds at most ``365 * 24`` order buckets and ``30 * 24`` activity buckets, plus fixed-size
-  lifetime aggregates. Hour buckets are keyed by ``ceil(t / 3600)`` (right-closed hours).
+
+State layout (version 2, JSON-ready; times are epoch milliseconds, hours ``ceil(t / 1 h)``)::
+
+    {"v": 2,
+     "orders":   {"n": purchases, "cents": sum of amounts, "priced": purchases with an amount,
+                  "first": ms, "last": ms, "returns": n, "refunds": n,
+                  "buckets": {"<hour>": [purchases, cents]}},
+     "activity": {"last": ms, "hours": {"<hour>": events}, "channels": {"<channel>": last ms}},
+     "funnel":   {"browse": n, "add_to_cart": n, "step": [ms, rank] | None},  # behaviour only
+     "service":  {"tickets": {"<t:ticket_id | e:event_id>": TICKET},
+                  "retired": {"n": tickets, "complaints": n, "sat_u": sum, "sat_n": n,
+                              "handle_u": sum, "handle_n": n},
+                  "retired_ids": {"<ticket key>": status ms}},
+     "master":   {"<field>": [[ms, digest], value]}}
+
+    TICKET = {"key": [status ms, closed 0/1, digest],   # of its latest record
+              "opened": ms (earliest event time seen), "closed": ms | None,
+              "complaint": [key, bool] | None, "sat": [key, value] | None,
+              "handle": [key, value] | None}
+
+``*_u`` sums are in millionths (integers: exact whatever the order they were added in).
+
+Memory per customer is bounded however long the history (:func:`prune`, with ``as_of``
+only moving forward):
+
+* at most ``365 * 24`` order buckets and ``30 * 24`` activity hours (buckets older than the
+  largest window are dropped), channels used in the last 30 days, 9 master fields;
+* live tickets: those whose latest status time is within the largest window (365 days),
+  plus open complaints without a ``closed_at`` (kept until they close: they are counted in
+  ``open_complaints``). Older tickets are *retired*: their contribution (1 ticket, 0/1
+  complaint, satisfaction, handling minutes) moves into the ``retired`` aggregates and only
+  their key stays in ``retired_ids`` (at most :data:`MAX_RETIRED_IDS`, the oldest by status
+  time forgotten first). A later record of a retired ticket is ignored (a ticket whose last
+  status is over a year old is final); a record of a forgotten one counts as a new ticket.
+  Exactness under any arrival order therefore holds for ticket records that arrive before
+  the watermark is 365 days past their ticket's last status time.
+
+Version 1 states (before tickets were kept per id) are upgraded on first use: lifetime
+counts and sums carry over (money rounded to cents, tickets as retired aggregates, open
+complaints as live tickets).
 
 Units: amounts in CNY, durations in days (float) unless the name says minutes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import parse_time, to_iso
 
+STATE_VERSION = 2
 RESOLUTION_S = 3600
 ORDER_WINDOWS_DAYS = (30, 90, 365)
 VISIT_WINDOWS_DAYS = (7, 30)
 CHANNEL_WINDOW_DAYS = 30
+TICKET_HORIZON_DAYS = max(ORDER_WINDOWS_DAYS)
+"""Tickets whose latest status time is older than this (before ``window_start(as_of)``) retire."""
+MAX_RETIRED_IDS = 1000
+"""Keys of retired tickets remembered per customer (so their late records are recognised)."""
 NOT_PURCHASES = frozenset({"returned", "refunded", "cancelled"})
 FUNNEL_STEPS = ("browse", "add_to_cart", "order", "repurchase")
 MASTER_FIELDS = ("region", "member_level", "industry", "register_date", "customer_type",
                  "company_size", "user_name", "phone", "email")
 """Master data kept on the profile (the personal fields are the masked forms)."""
+_MICRO = 10**6
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CENT = Decimal("0.01")
+_EXACT = Context(prec=400, rounding=ROUND_HALF_UP)  # any finite float, no overflow
 
 ProfileState = dict[str, Any]
 
 
 def _ms(moment: datetime) -> int:
     return int(round(moment.timestamp() * 1000))
+
+
+def _dt(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _hour(ms: int) -> int:
@@ -65,36 +155,94 @@ def _lower_hour(as_of: datetime, days: int) -> int:
     return int(start.timestamp()) // RESOLUTION_S
 
 
+def _number(value: Any) -> int | float | None:
+    """A finite real number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if isinstance(value, int) or math.isfinite(value) else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    x = _number(value)
+    if x is None:
+        return None
+    try:
+        return Decimal(x) if isinstance(x, int) else Decimal(repr(x))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def cents(amount: Any) -> int | None:
+    """An amount in CNY as integer cents, rounded half-up; None when it is not a number.
+
+    >>> cents(1.205), cents(3), cents(0.1 + 0.2), cents("12"), cents(True)
+    (121, 300, 30, None, None)
+    """
+    if type(amount) is float and -1e12 < amount < 1e12:  # fast path, same result
+        scaled = amount * 100
+        whole = round(scaled)
+        if -1e-6 < scaled - whole < 1e-6:  # a whole number of cents (the usual amount)
+            return int(whole)
+    d = _decimal(amount)
+    return None if d is None else int(d.quantize(_CENT, context=_EXACT).scaleb(2, _EXACT))
+
+
+def _micro(value: Any) -> int | None:
+    """A number in millionths (integer, rounded half-up), None when it is not a number."""
+    if type(value) is int:
+        return value * _MICRO
+    d = _decimal(value)
+    return None if d is None else int(d.scaleb(6, _EXACT).quantize(Decimal(1), context=_EXACT))
+
+
+def _digest(data: dict[str, Any]) -> str:
+    """Canonical key of a record's data: the deterministic tie-break between records."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def new_profile() -> ProfileState:
     return {
-        "v": 1,
-        "orders": {"n": 0, "sum": 0.0, "first": None, "last": None, "returns": 0,
-                   "refunds": 0, "buckets": {}},
+        "v": STATE_VERSION,
+        "orders": {"n": 0, "cents": 0, "priced": 0, "first": None, "last": None,
+                   "returns": 0, "refunds": 0, "buckets": {}},
         "activity": {"last": None, "hours": {}, "channels": {}},
-        "funnel": {"browse": 0, "add_to_cart": 0, "latest": None, "latest_at": None},
-        "service": {"tickets": 0, "complaints": 0, "open": {}, "sat_sum": 0.0, "sat_n": 0,
-                    "handle_sum": 0.0, "handle_n": 0},
-        "master": {"at": None},
+        "funnel": {"browse": 0, "add_to_cart": 0, "step": None},
+        "service": {"tickets": {}, "retired": _no_retired(), "retired_ids": {}},
+        "master": {},
     }
+
+
+def _no_retired() -> dict[str, int]:
+    return {"n": 0, "complaints": 0, "sat_u": 0, "sat_n": 0, "handle_u": 0, "handle_n": 0}
 
 
 def fold_profile(
     state: ProfileState | None, event: CanonicalEvent, as_of: datetime | None
 ) -> ProfileState:
-    """Apply one new event (the caller deduplicates) and prune buckets outside every window
-    as of ``as_of`` (``None``: do not prune now; a batch caller prunes once, with
-    :func:`prune`, before it evaluates). The state is updated in place and returned (a
-    profile is rewritten once per event on the hot path; copying it each time cost more than
-    the fold itself): pass ``copy.deepcopy(state)`` to keep the old one."""
-    s = state if state is not None else new_profile()
+    """Apply one new event (the caller deduplicates) and prune what no window as of ``as_of``
+    needs (``None``: do not prune now; a batch caller prunes once, with :func:`prune`, before
+    it evaluates). The state is updated in place and returned (a profile is rewritten once
+    per event on the hot path; copying it each time cost more than the fold itself): pass
+    ``copy.deepcopy(state)`` to keep the old one."""
+    s = _current(state, in_place=True) if state is not None else new_profile()
     t = _ms(event.event_time)
     data = event.data
+    fills = event.quality.get("fills") if isinstance(event.quality, dict) else None
+    if fills:  # a fill is never a fact (older ingests wrote fills into data)
+        filled = {f.get("field") for f in fills if isinstance(f, dict)}
+        data = {k: v for k, v in data.items() if k not in filled}
     if event.source == "orders":
         _fold_order(s, data, t)
     elif event.source == "behavior":
         _fold_behavior(s, data, t)
     elif event.source == "tickets":
-        _fold_ticket(s, data, t)
+        _fold_ticket(s, data, t, event.event_id)
     elif event.source == "customers":
         _fold_master(s, data, t)
     if as_of is not None:
@@ -107,18 +255,8 @@ def _touch(s: ProfileState, t: int, channel: Any) -> None:
     act["last"] = t if act["last"] is None else max(act["last"], t)
     hour = str(_hour(t))
     act["hours"][hour] = act["hours"].get(hour, 0) + 1
-    if isinstance(channel, str) and channel:
+    if isinstance(channel, str) and channel.strip():
         act["channels"][channel] = max(act["channels"].get(channel, t), t)
-
-
-def _step(s: ProfileState, step: str, t: int) -> None:
-    funnel = s["funnel"]
-    rank = FUNNEL_STEPS.index(step)
-    latest_at = funnel["latest_at"]
-    if latest_at is None or t > latest_at or (
-        t == latest_at and rank > FUNNEL_STEPS.index(funnel["latest"])
-    ):
-        funnel["latest"], funnel["latest_at"] = step, t
 
 
 def _fold_order(s: ProfileState, data: dict[str, Any], t: int) -> None:
@@ -132,60 +270,100 @@ def _fold_order(s: ProfileState, data: dict[str, Any], t: int) -> None:
         return
     if status in NOT_PURCHASES:
         return
-    amount = data.get("amount")
-    numeric = isinstance(amount, int | float) and not isinstance(amount, bool)
-    amount = float(amount) if numeric else 0.0
-    first = orders["first"]
+    amount = cents(data.get("amount"))
     orders["n"] += 1
-    orders["sum"] = round(orders["sum"] + amount, 2)
-    orders["first"] = t if first is None else min(first, t)
+    if amount is not None:
+        orders["cents"] += amount
+        orders["priced"] += 1
+    orders["first"] = t if orders["first"] is None else min(orders["first"], t)
     orders["last"] = t if orders["last"] is None else max(orders["last"], t)
     hour = str(_hour(t))
-    count, total = orders["buckets"].get(hour, (0, 0.0))
-    orders["buckets"][hour] = [count + 1, round(total + amount, 2)]
-    # The first purchase in time is the 'order' step, any later one a repurchase.
-    _step(s, "order" if orders["first"] == t and orders["n"] == 1 else "repurchase", t)
+    count, total = orders["buckets"].get(hour, (0, 0))
+    orders["buckets"][hour] = [count + 1, total + (amount or 0)]
     _touch(s, t, data.get("channel"))
 
 
 def _fold_behavior(s: ProfileState, data: dict[str, Any], t: int) -> None:
     kind = data.get("behavior_type")
     if kind in ("browse", "add_to_cart"):
-        s["funnel"][kind] += 1
-        _step(s, kind, t)
+        funnel = s["funnel"]
+        funnel[kind] += 1
+        step = [t, FUNNEL_STEPS.index(kind)]
+        if funnel["step"] is None or step > funnel["step"]:
+            funnel["step"] = step
     _touch(s, t, data.get("channel"))
 
 
-def _fold_ticket(s: ProfileState, data: dict[str, Any], t: int) -> None:
+def ticket_key(data: dict[str, Any], event_id: str) -> str:
+    """The ticket a record belongs to: ``t:<ticket_id>``, or ``e:<event_id>`` for a record
+    without a ticket id (each such record is its own ticket)."""
+    raw = data.get("ticket_id")
+    if raw is not None and not isinstance(raw, bool) and str(raw).strip():
+        return f"t:{str(raw).strip()}"
+    return f"e:{event_id}"
+
+
+def _complaint_signal(data: dict[str, Any]) -> bool | None:
+    """What the record says about being a complaint: True, False, or None (says nothing)."""
+    flag, issue = data.get("is_complaint"), data.get("issue_type")
+    if flag is True or issue == "complaint":
+        return True
+    if flag is False or (isinstance(issue, str) and issue.strip()):
+        return False
+    return None
+
+
+def _fold_ticket(s: ProfileState, data: dict[str, Any], t: int, event_id: str) -> None:
     service = s["service"]
-    service["tickets"] += 1
-    satisfaction = data.get("satisfaction")
-    if isinstance(satisfaction, int | float) and not isinstance(satisfaction, bool):
-        service["sat_sum"] += satisfaction
-        service["sat_n"] += 1
-    minutes = data.get("handling_minutes")
-    if isinstance(minutes, int | float) and not isinstance(minutes, bool):
-        service["handle_sum"] += minutes
-        service["handle_n"] += 1
-    if data.get("is_complaint") is True or data.get("issue_type") == "complaint":
-        service["complaints"] += 1
-        closed = parse_time(data.get("closed_at"), UTC)
-        ticket = str(data.get("ticket_id") or t)
-        service["open"][ticket] = None if closed is None else _ms(closed)
+    tid = ticket_key(data, event_id)
+    if tid in service["retired_ids"]:
+        return  # its last status is over a year old: final (see the module docstring)
+    closed = parse_time(data.get("closed_at"), UTC) if data.get("closed_at") else None
+    closed_ms = None if closed is None else _ms(closed)
+    key = [t if closed_ms is None else max(t, closed_ms), 0 if closed_ms is None else 1,
+           _digest(data)]
+    ticket = service["tickets"].get(tid)
+    if ticket is None:
+        ticket = {"key": key, "opened": t, "closed": closed_ms, "complaint": None,
+                  "sat": None, "handle": None}
+        service["tickets"][tid] = ticket
+    else:
+        opened = ticket.get("opened")
+        ticket["opened"] = t if opened is None else min(opened, t)
+        if key > ticket["key"]:
+            ticket["key"], ticket["closed"] = key, closed_ms
+    signal = _complaint_signal(data)
+    if signal is not None and (ticket["complaint"] is None or key > ticket["complaint"][0]):
+        ticket["complaint"] = [key, signal]
+    for slot, name in (("sat", "satisfaction"), ("handle", "handling_minutes")):
+        value = _number(data.get(name))
+        if value is not None and (ticket[slot] is None or key > ticket[slot][0]):
+            ticket[slot] = [key, value]
 
 
 def _fold_master(s: ProfileState, data: dict[str, Any], t: int) -> None:
     master = s["master"]
-    if master["at"] is not None and t < master["at"]:
-        return  # an older master record never overwrites a newer one
+    key = None
     for name in MASTER_FIELDS:
-        if data.get(name) is not None:
-            master[name] = data[name]
-    master["at"] = t
+        value = data.get(name)
+        if _missing(value):
+            continue  # absent from this update: the known value stays
+        key = key or [t, _digest(data)]
+        known = master.get(name)
+        if known is None or key > known[0]:
+            master[name] = [key, value]
 
 
-def prune(s: ProfileState, as_of: datetime) -> None:
-    """Drop what no window as of ``as_of`` (or later) can need. In place."""
+def _is_complaint(ticket: dict[str, Any]) -> bool:
+    return bool(ticket["complaint"] and ticket["complaint"][1])
+
+
+def prune(s: ProfileState | None, as_of: datetime) -> None:
+    """Drop what no window as of ``as_of`` (or later) can need and retire old tickets. In
+    place. The view as of ``as_of`` or later is the same before and after."""
+    if s is None:
+        return
+    _current(s, in_place=True)
     order_floor = _lower_hour(as_of, max(ORDER_WINDOWS_DAYS))
     s["orders"]["buckets"] = {h: v for h, v in s["orders"]["buckets"].items()
                               if int(h) > order_floor}
@@ -195,9 +373,25 @@ def prune(s: ProfileState, as_of: datetime) -> None:
     channel_floor = _ms(window_start(as_of) - timedelta(days=CHANNEL_WINDOW_DAYS))
     s["activity"]["channels"] = {c: t for c, t in s["activity"]["channels"].items()
                                  if t > channel_floor}
-    now = _ms(as_of)
-    s["service"]["open"] = {k: v for k, v in s["service"]["open"].items()
-                            if v is None or v > now}
+    service = s["service"]
+    ticket_floor = _ms(window_start(as_of) - timedelta(days=TICKET_HORIZON_DAYS))
+    old = [tid for tid, tk in service["tickets"].items()
+           if tk["key"][0] <= ticket_floor and not (_is_complaint(tk) and tk["closed"] is None)]
+    if not old:
+        return
+    retired, ids = service["retired"], service["retired_ids"]
+    for tid in sorted(old):
+        tk = service["tickets"].pop(tid)
+        retired["n"] += 1
+        retired["complaints"] += int(_is_complaint(tk))
+        for slot, total, count in (("sat", "sat_u", "sat_n"), ("handle", "handle_u", "handle_n")):
+            if tk[slot] is not None:
+                retired[total] += _micro(tk[slot][1]) or 0
+                retired[count] += 1
+        ids[tid] = tk["key"][0]
+    if len(ids) > MAX_RETIRED_IDS:
+        keep = sorted(ids, key=lambda k: (ids[k], k))[-MAX_RETIRED_IDS:]
+        service["retired_ids"] = {k: ids[k] for k in sorted(keep)}
 
 
 def _days(later: datetime, earlier_ms: int | None) -> float | None:
@@ -207,20 +401,59 @@ def _days(later: datetime, earlier_ms: int | None) -> float | None:
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else to_iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
+    return None if ms is None else to_iso(_dt(ms))
+
+
+def _mean_micro(total_u: int, n: int) -> float | None:
+    return _round(total_u / (n * _MICRO)) if n else None
+
+
+def _service_view(service: dict[str, Any], as_of: datetime) -> dict[str, Any]:
+    retired = service["retired"]
+    tickets = service["tickets"].values()
+    sums = {"sat": [retired["sat_u"], retired["sat_n"]],
+            "handle": [retired["handle_u"], retired["handle_n"]]}
+    complaints = retired["complaints"]
+    open_complaints = 0
+    now = _ms(as_of)
+    for tk in tickets:
+        if _is_complaint(tk):
+            complaints += 1
+            if tk["closed"] is None or tk["closed"] > now:
+                open_complaints += 1
+        for slot, acc in sums.items():
+            if tk[slot] is not None:
+                acc[0] += _micro(tk[slot][1]) or 0
+                acc[1] += 1
+    return {
+        "tickets_total": retired["n"] + len(service["tickets"]),
+        "complaints_total": complaints,
+        "open_complaints": open_complaints,
+        "satisfaction_mean": _mean_micro(*sums["sat"]),
+        "handling_minutes_mean": _mean_micro(*sums["handle"]),
+    }
+
+
+def _latest_step(orders: dict[str, Any], funnel: dict[str, Any]) -> str | None:
+    candidates = [funnel["step"]] if funnel["step"] is not None else []
+    if orders["n"]:  # the latest purchase is a repurchase unless it is the only one
+        candidates.append([orders["last"], FUNNEL_STEPS.index(
+            "order" if orders["n"] == 1 else "repurchase")])
+    return FUNNEL_STEPS[max(candidates)[1]] if candidates else None
 
 
 def profile_view(s: ProfileState | None, as_of: datetime) -> dict[str, Any]:
     """All profile values as of ``as_of`` (flat, JSON-ready; times ISO 8601 UTC)."""
-    s = s if s is not None else new_profile()
+    s = _current(s, in_place=False) if s is not None else new_profile()
     orders, act, funnel, service, master = (
         s["orders"], s["activity"], s["funnel"], s["service"], s["master"])
     view: dict[str, Any] = {"as_of": to_iso(as_of)}
-    n = orders["n"]
+    n, priced = orders["n"], orders["priced"]
     view.update(
-        orders_total=n, monetary_total=round(orders["sum"], 2),
+        orders_total=n, monetary_total=orders["cents"] / 100,
         first_order_at=_iso(orders["first"]), last_order_at=_iso(orders["last"]),
-        avg_order_value=round(orders["sum"] / n, 2) if n else None,
+        # mean of the observed amounts, rounded half-up to the cent (exact integers)
+        avg_order_value=((2 * orders["cents"] + priced) // (2 * priced)) / 100 if priced else None,
         mean_interpurchase_days=(
             round((orders["last"] - orders["first"]) / 86_400_000 / (n - 1), 6) if n > 1 else None
         ),
@@ -232,7 +465,7 @@ def profile_view(s: ProfileState | None, as_of: datetime) -> dict[str, Any]:
         floor = _lower_hour(as_of, days)
         inside = [v for h, v in orders["buckets"].items() if int(h) > floor]
         view[f"frequency_{days}d"] = sum(c for c, _ in inside)
-        view[f"monetary_{days}d"] = round(sum(m for _, m in inside), 2)
+        view[f"monetary_{days}d"] = sum(m for _, m in inside) / 100
     view["last_seen_at"] = _iso(act["last"])
     view["inactive_days"] = _round(_days(as_of, act["last"]))
     for days in VISIT_WINDOWS_DAYS:
@@ -243,20 +476,13 @@ def profile_view(s: ProfileState | None, as_of: datetime) -> dict[str, Any]:
     view.update(
         funnel_browse=funnel["browse"], funnel_add_to_cart=funnel["add_to_cart"],
         funnel_order=1 if n else 0, funnel_repurchase=max(0, n - 1),
-        funnel_latest_step=funnel["latest"],
-        tickets_total=service["tickets"], complaints_total=service["complaints"],
-        open_complaints=sum(1 for v in service["open"].values()
-                            if v is None or v > _ms(as_of)),
-        satisfaction_mean=(
-            _round(service["sat_sum"] / service["sat_n"]) if service["sat_n"] else None
-        ),
-        handling_minutes_mean=(
-            _round(service["handle_sum"] / service["handle_n"]) if service["handle_n"] else None
-        ),
+        funnel_latest_step=_latest_step(orders, funnel),
     )
+    view.update(_service_view(service, as_of))
     for name in MASTER_FIELDS:
-        view[name] = master.get(name)
-    register = parse_time(master.get("register_date"), UTC)
+        known = master.get(name)
+        view[name] = None if known is None else known[1]
+    register = parse_time(view["register_date"], UTC) if view["register_date"] else None
     view["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
     return view
 
@@ -266,20 +492,75 @@ def _round(value: float | None) -> float | None:
 
 
 def next_window_change(s: ProfileState | None, as_of: datetime) -> datetime | None:
-    """The earliest time after ``as_of`` at which a windowed value changes with no new event:
-    when the oldest bucket of a window leaves it (for time-driven re-evaluation)."""
+    """The earliest time after ``as_of`` at which a value changes with no new event (for
+    time-driven re-evaluation): when the oldest bucket of a window leaves it, or when an
+    open complaint reaches its ``closed_at``."""
     if s is None:
         return None
-    candidates = []
+    s = _current(s, in_place=False)
+    candidates = []  # epoch ms
     for days in ORDER_WINDOWS_DAYS:
         floor = _lower_hour(as_of, days)
         inside = [int(h) for h in s["orders"]["buckets"] if int(h) > floor]
         if inside:  # bucket h leaves when floor reaches h: window_start = h*1h + days
-            candidates.append(min(inside) * RESOLUTION_S + days * 86400)
+            candidates.append((min(inside) * RESOLUTION_S + days * 86400) * 1000)
     for days in VISIT_WINDOWS_DAYS:
         floor = _lower_hour(as_of, days)
         inside = [int(h) for h in s["activity"]["hours"] if int(h) > floor]
         if inside:
-            candidates.append(min(inside) * RESOLUTION_S + days * 86400)
-    later = [c for c in candidates if c > as_of.timestamp()]
-    return datetime.fromtimestamp(min(later), tz=UTC) if later else None
+            candidates.append((min(inside) * RESOLUTION_S + days * 86400) * 1000)
+    now = _ms(as_of)
+    candidates += [tk["closed"] for tk in s["service"]["tickets"].values()
+                   if _is_complaint(tk) and tk["closed"] is not None and tk["closed"] > now]
+    later = [c for c in candidates if _dt(c) > as_of]
+    return _dt(min(later)) if later else None
+
+
+# --- version 1 states ----------------------------------------------------------------------
+
+
+def _current(s: ProfileState, *, in_place: bool) -> ProfileState:
+    """``s`` in the current layout: upgraded from version 1 if needed (in place, or as a new
+    dict when ``in_place`` is false)."""
+    if s.get("v") == STATE_VERSION:
+        return s
+    upgraded = _upgrade_v1(s)
+    if not in_place:
+        return upgraded
+    s.clear()
+    s.update(upgraded)
+    return s
+
+
+def _upgrade_v1(old: ProfileState) -> ProfileState:
+    s = new_profile()
+    o = old.get("orders") or {}
+    s["orders"].update(
+        n=o.get("n", 0), cents=cents(o.get("sum", 0)) or 0, priced=o.get("n", 0),
+        first=o.get("first"), last=o.get("last"), returns=o.get("returns", 0),
+        refunds=o.get("refunds", 0),
+        buckets={h: [v[0], cents(v[1]) or 0] for h, v in (o.get("buckets") or {}).items()},
+    )
+    s["activity"] = dict(old.get("activity") or s["activity"])
+    f = old.get("funnel") or {}
+    s["funnel"].update(browse=f.get("browse", 0), add_to_cart=f.get("add_to_cart", 0))
+    if f.get("latest") in ("browse", "add_to_cart") and f.get("latest_at") is not None:
+        s["funnel"]["step"] = [f["latest_at"], FUNNEL_STEPS.index(f["latest"])]
+    v = old.get("service") or {}
+    still_open = v.get("open") or {}
+    for tid, closed in still_open.items():
+        key = [closed or 0, 0 if closed is None else 1, ""]
+        s["service"]["tickets"][f"t:{tid}"] = {"key": key, "opened": None, "closed": closed,
+                                               "complaint": [key, True], "sat": None,
+                                               "handle": None}
+    s["service"]["retired"].update(
+        n=max(0, v.get("tickets", 0) - len(still_open)),
+        complaints=max(0, v.get("complaints", 0) - len(still_open)),
+        sat_u=_micro(v.get("sat_sum", 0)) or 0, sat_n=v.get("sat_n", 0),
+        handle_u=_micro(v.get("handle_sum", 0)) or 0, handle_n=v.get("handle_n", 0),
+    )
+    m = old.get("master") or {}
+    for name in MASTER_FIELDS:
+        if not _missing(m.get(name)):
+            s["master"][name] = [[m.get("at") or 0, ""], m[name]]
+    return s

@@ -3,12 +3,20 @@
 The brief's cleaning rules, applied one record at a time:
 
 * missing optional field: if the field's missing rate (this record included) is *under*
-  ``missing_rate_limit`` (5%) and a fill is known, fill it with the mean (numeric, rounded to
-  2 decimals) or the mode (categorical); at or over the limit, or before a fill is known, mark
-  it unknown (``'unknown'`` for a categorical field, ``None`` for a numeric one). Every
-  decision is recorded as a :class:`Fill` with its reason;
+  ``missing_rate_limit`` (5%) and a fill is known, the fill is the mean (numeric, rounded to
+  2 decimals) or the mode (categorical); at or over the limit, or before a fill is known, it
+  is unknown (``'unknown'`` for a categorical field, ``None`` for a numeric one). Every
+  decision is recorded as a :class:`Fill` with its value and reason;
 * numeric value: flagged (never dropped, never changed) as ``'iqr'`` when outside
   ``[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`` and as ``'three_sigma'`` when ``|x - mean| > 3 std``.
+
+Fills are analysis-only. They are never applied to the record: :attr:`Assessment.record` keeps
+the observed values (missing stays missing), the fill travels beside it in the event's quality
+flags (``{"fills": [{"field", "method", "value", "reason"}]}``), so a fill never replaces a
+value a customer's profile already has, and profile means use observed values only. Fields that
+decide what a record means (:data:`MEANING_FIELDS`: an order's ``status``, a ticket's
+``issue_type`` / ``is_complaint``, a behaviour's ``behavior_type``) get no fill value at all:
+their fill is method ``'none'``, reason ``'decides_meaning'`` (still visible as missing).
 
 Semantics. Statistics are streaming and live in one :class:`QualityTracker`, i.e. per worker
 process (per partition set), not global; they depend on the order records arrive in. A record
@@ -26,8 +34,10 @@ validation rejects wrong types elsewhere, so such a value is left in the record 
 >>> for amount in (10, 12, 11):
 ...     _ = t.assess("orders", {"amount": amount, "channel": "APP"})
 >>> a = t.assess("orders", {"amount": 500})
->>> [o.rule for o in a.outliers], a.record["channel"], a.fills[0].reason
-(['iqr', 'three_sigma'], 'unknown', 'missing_rate_over_5pct')
+>>> [o.rule for o in a.outliers], "channel" in a.record
+(['iqr', 'three_sigma'], False)
+>>> a.flags()["fills"]
+[{'field': 'channel', 'method': 'unknown', 'value': 'unknown', 'reason': 'missing_rate_over_5pct'}]
 """
 
 from __future__ import annotations
@@ -44,6 +54,8 @@ MISSING_RATE_LIMIT = 0.05  # the brief's 5% rule
 WARMUP = 30  # usable values of a field before outlier rules or fills apply
 MODE_CAPACITY = 200  # distinct categorical values counted per field (space-saving bound)
 UNKNOWN = "unknown"
+MEANING_FIELDS = frozenset({"status", "issue_type", "is_complaint", "behavior_type"})
+"""Fields that decide what a record means: never given a fill value (method ``'none'``)."""
 
 OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
     "customers": tuple("region member_level industry customer_type company_size channel".split()),
@@ -187,14 +199,18 @@ class Outlier:
 
 @dataclass(frozen=True)
 class Fill:
+    """What analysis would use for a missing field; never written into the record."""
+
     field: str
-    method: str  # 'mean' | 'mode' | 'unknown'
+    method: str  # 'mean' | 'mode' | 'unknown' | 'none'
+    value: Json  # the fill (mean, mode, 'unknown' or None); None for method 'none'
     reason: str  # 'missing_rate_under_5pct' | 'missing_rate_over_5pct' | 'no_fill_yet'
+    #              | 'decides_meaning'
 
 
 @dataclass(frozen=True)
 class Assessment:
-    record: dict[Any, object]  # a new dict with fills applied; the input is never mutated
+    record: dict[Any, object]  # a new dict with the observed values (no fills); input unchanged
     outliers: tuple[Outlier, ...] = ()
     fills: tuple[Fill, ...] = ()
 
@@ -239,8 +255,9 @@ class QualityTracker:
         return self._stats[source]
 
     def assess(self, source: str, record: Mapping[Any, object]) -> Assessment:
-        """Score the record against the past, fill its missing optional fields, then learn
-        from its original values. Never raises on a mapping; the input is not mutated."""
+        """Score the record against the past, decide the fills of its missing optional fields
+        (recorded, not applied), then learn from its values. Never raises on a mapping; the
+        input is not mutated."""
         out = dict(record)
         fields = self._fields(source)
         if fields is None:
@@ -258,17 +275,18 @@ class QualityTracker:
             if not is_missing(record.get(name)):
                 continue
             st = fields[name]
+            unknown: Json = None if st.numeric else UNKNOWN
             known = (st.mean() if st.numeric else st.mode()) if st.usable >= self.warmup else None
-            if (st.missing + 1) / (st.seen + 1) >= self.limit:
-                fill: Fill = Fill(name, "unknown", self._over)
+            if name in MEANING_FIELDS:
+                fill = Fill(name, "none", None, "decides_meaning")
+            elif (st.missing + 1) / (st.seen + 1) >= self.limit:
+                fill = Fill(name, "unknown", unknown, self._over)
             elif known is None:
-                fill = Fill(name, "unknown", "no_fill_yet")
+                fill = Fill(name, "unknown", unknown, "no_fill_yet")
             else:
-                fill = Fill(name, "mean" if st.numeric else "mode", self._under)
-                out[name] = round(known, 2) if st.numeric else known
-            if fill.method == "unknown":
-                out[name] = None if st.numeric else UNKNOWN
-            fills.append(fill)
+                value = round(known, 2) if isinstance(known, float) else known
+                fill = Fill(name, "mean" if st.numeric else "mode", value, self._under)
+            fills.append(fill)  # beside the record, never in it
         for name, st in fields.items():
             st.learn(record.get(name))
         return Assessment(out, tuple(outliers), tuple(fills))

@@ -5,7 +5,8 @@ One Kafka message carries a batch of records for one partition of ``<prefix>even
     {"v": 3, "kind": "batch", "records": [<canonical event v2>, <tick>, ...]}
 
 A record is a canonical event (:mod:`custpulse.schemas.events`) or a time-driven
-re-evaluation request ``{"kind": "tick", "user_id": "...", "deadline": "<iso, UTC, us>"}``.
+re-evaluation request ``{"kind": "tick", "user_id": "...", "deadline": "<iso, UTC, us>",
+"until": "<iso, UTC, us>"}`` (the watermark that passed the deadline).
 Every record in an envelope belongs to a customer whose partition (murmur2 of the UTF-8
 user id, as Kafka's default partitioner) is the envelope's partition, so a customer's state
 lives in one partition however records are batched. Records keep their order.
@@ -40,11 +41,15 @@ def partition_for(user_id: str, partitions: int) -> int:
     return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-def tick_record(user_id: str, deadline: datetime) -> dict[str, Any]:
-    """A re-evaluation request for ``user_id`` at ``deadline`` (full microsecond precision:
-    a deadline may sit 1 us after a threshold)."""
+def tick_record(user_id: str, deadline: datetime,
+                until: datetime | None = None) -> dict[str, Any]:
+    """A re-evaluation request for ``user_id``: its deadline ``deadline`` has been passed by
+    the watermark ``until`` (default: the deadline itself); the customer applies every
+    deadline up to ``until``. Full microsecond precision: a deadline may sit 1 us after a
+    threshold."""
     return {"kind": "tick", "user_id": user_id,
-            "deadline": deadline.astimezone(UTC).isoformat()}
+            "deadline": deadline.astimezone(UTC).isoformat(),
+            "until": (until or deadline).astimezone(UTC).isoformat()}
 
 
 def pack(records: list[dict[str, Any]]) -> bytes:

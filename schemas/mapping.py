@@ -3,7 +3,11 @@
 Every source keeps its own field names (``客户ID``, ``購買時間``, ``customerId``). A per-source
 mapping, shipped as ``schemas/mappings/<source>.yaml`` and optionally extended by a user file,
 says which names mean which canonical field, what type each canonical field has and which
-spellings of a category value are the same value (``零售业``/``线下零售`` -> ``retail``).
+spellings of a category value are the same value (``零售业``/``线下零售`` -> ``retail``). It
+may also declare how bare numbers in a time field are read (``time_formats``: ``epoch_s``,
+``epoch_ms``, ``excel_serial``, ``yyyymmdd``; undeclared numbers are ``ambiguous_time``) and
+the source's business key (``identity``: ``key`` and ``state`` fields, see
+:mod:`custpulse.processors.identity`).
 
 :func:`standardize` applies one mapping to one raw record in three steps: rename, coerce by type,
 map values. It never raises: a field it cannot read becomes ``None`` and is reported as a
@@ -31,7 +35,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from custpulse.errors import ConfigError
-from custpulse.schemas.times import parse_time
+from custpulse.schemas.times import AMBIGUOUS, TIME_FORMATS, read_time
 from custpulse.schemas.yamlfiles import parse_yaml, read_user_yaml, shipped_text
 
 SOURCES = ("customers", "behavior", "orders", "tickets")
@@ -49,7 +53,8 @@ TYPES = ("string", "decimal", "integer", "boolean", "time", "list", "json")
 EXTRA = "extra"
 """Key of the standardized output that holds the fields no alias matched (never dropped)."""
 
-_SECTION_KEYS = ("version", "source", "fields", "types", "values")
+_SECTION_KEYS = ("version", "source", "fields", "types", "values", "time_formats", "identity")
+_IDENTITY_KEYS = ("key", "state")
 _CANONICAL_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_NUMBER_TEXT = 64  # longer "numbers" are not numbers we accept
 _INT_LIMIT = 2**63  # integers must fit a signed 64-bit field downstream
@@ -62,6 +67,13 @@ class FieldMapping:
     ``aliases`` maps a normalized source name (see :func:`normalize_name`) to its canonical
     field; ``types`` has one entry per canonical field, in output order; ``values`` maps, per
     string field, a normalized source value (:func:`normalize_value`) to its canonical value.
+
+    ``time_formats`` declares, per time field, how a bare number is read (one of
+    :data:`~custpulse.schemas.times.TIME_FORMATS`); an undeclared time field refuses numbers
+    as ambiguous. ``identity_key`` / ``identity_state`` are the source's business key (see
+    :mod:`custpulse.processors.identity`): canonical fields that, all present, name the thing
+    a record is about (an order), and fields whose values tell one state of that thing from
+    another (its status); a redelivery has the same values of both.
     """
 
     source: str
@@ -69,6 +81,9 @@ class FieldMapping:
     aliases: dict[str, str]
     types: dict[str, str]
     values: dict[str, dict[str, str]]
+    time_formats: dict[str, str] = field(default_factory=dict)
+    identity_key: tuple[str, ...] = ()
+    identity_state: tuple[str, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -91,8 +106,9 @@ class FieldMapping:
 class FieldProblem:
     """Something :func:`standardize` could not take as given, as data.
 
-    ``code`` is ``duplicate_field``, ``wrong_type`` or ``bad_time``. ``message`` never contains
-    the offending value (it may be personal data), only names and types.
+    ``code`` is ``duplicate_field``, ``wrong_type``, ``bad_time`` or ``ambiguous_time`` (a bare
+    number in a time field whose mapping declares no ``time_formats`` entry). ``message`` never
+    contains the offending value (it may be personal data), only names and types.
     """
 
     code: str
@@ -249,6 +265,8 @@ class _Section:
     fields: dict[str, list[str]]
     types: dict[str, str]
     values: dict[str, dict[str, str]]
+    time_formats: dict[str, str]
+    identity: dict[str, tuple[str, ...]]
 
 
 def _scalar_text(value: object, origin: str, what: str) -> str:
@@ -317,7 +335,35 @@ def _parse_section(data: dict[str, Any], origin: str) -> _Section:
             )
             for k, v in table.items()
         }
-    return _Section(version, fields, types, values)
+    time_formats: dict[str, str] = {}
+    for name, fmt in _mapping_of(data, "time_formats", origin).items():
+        canon = _canonical_name(name, origin, "time_formats")
+        if fmt not in TIME_FORMATS:
+            raise _fail(
+                origin,
+                f"gives field {canon} the unknown time format {_show(fmt)} "
+                f"(use one of {_list(TIME_FORMATS)})",
+            )
+        time_formats[canon] = fmt
+    identity: dict[str, tuple[str, ...]] = {}
+    declared = _mapping_of(data, "identity", origin)
+    unknown = [key for key in declared if key not in _IDENTITY_KEYS]
+    if unknown:
+        raise _fail(
+            origin,
+            f"has the unknown identity key(s) {_list(map(_show, unknown))} "
+            f"(allowed: {_list(_IDENTITY_KEYS)})",
+        )
+    for part in _IDENTITY_KEYS:
+        if part not in declared:
+            continue
+        names = declared[part] or []
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(names, list):
+            raise _fail(origin, f"has an identity {part} that is not a list of field names")
+        identity[part] = tuple(_canonical_name(n, origin, f"identity {part}") for n in names)
+    return _Section(version, fields, types, values, time_formats, identity)
 
 
 def _mapping_of(data: dict[str, Any], key: str, origin: str) -> dict[Any, Any]:
@@ -341,6 +387,8 @@ def _build(
     fields: dict[str, None] = {}
     types: dict[str, str] = {}
     values: dict[str, dict[str, str]] = {}
+    time_formats: dict[str, str] = {}
+    identity: dict[str, tuple[str, ...]] = {}
     for section, _ in layers:
         fields.update(dict.fromkeys(section.fields))
     aliases: dict[str, str] = {}
@@ -394,6 +442,22 @@ def _build(
                 if not key or not target.strip():
                     raise _fail(origin, f"has an empty value in the value map of {canon}")
                 merged[key] = target
+        for canon in section.time_formats:
+            if canon not in fields:
+                raise _fail(
+                    origin,
+                    f"gives a time format to {canon}, which is not a field of {source} "
+                    "(declare it under fields)",
+                )
+        time_formats.update(section.time_formats)
+        for part, names in section.identity.items():
+            for canon in names:
+                if canon not in fields:
+                    raise _fail(
+                        origin,
+                        f"names {canon} in its identity {part}, which is not a field of {source}",
+                    )
+            identity[part] = names  # a user file's key (or state) replaces the default one
     ordered_types = {canon: types.get(canon, "string") for canon in fields}
     for canon in values:
         if ordered_types[canon] != "string":
@@ -402,10 +466,20 @@ def _build(
                 f"has a value map for {canon}, but value maps apply only to string fields "
                 f"({canon} is {ordered_types[canon]})",
             )
+    for canon in time_formats:
+        if ordered_types[canon] != "time":
+            raise _fail(
+                layers[-1][1],
+                f"gives {canon} a time format, but time formats apply only to time fields "
+                f"({canon} is {ordered_types[canon]})",
+            )
     for table in values.values():  # canonical values are accepted in any case
         for target in list(table.values()):
             table.setdefault(normalize_value(target), target)
-    return FieldMapping(source, version, aliases, ordered_types, values)
+    return FieldMapping(
+        source, version, aliases, ordered_types, values, time_formats,
+        identity.get("key", ()), identity.get("state", ()),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,7 +531,9 @@ def standardize(
                     f"source fields {sources} all map to {canon}; the first non-empty one was used",
                 )
             )
-        value, problem = _coerce_safely(canon, kind, chosen[canon], zone)
+        value, problem = _coerce_safely(
+            canon, kind, chosen[canon], zone, mapping.time_formats.get(canon)
+        )
         if problem is not None:
             problems.append(problem)
         elif isinstance(value, str):
@@ -482,16 +558,21 @@ def _is_empty(value: object) -> bool:
 
 
 def _coerce_safely(
-    canon: str, kind: str, value: object, zone: tzinfo
+    canon: str, kind: str, value: object, zone: tzinfo, time_format: str | None = None
 ) -> tuple[object, FieldProblem | None]:
     if _is_empty(value):
         return None, None
     try:
-        result, reason = _COERCERS[kind](value, zone)
+        if kind == "time":
+            result, reason = _to_time(value, zone, time_format)
+        else:
+            result, reason = _COERCERS[kind](value, zone)
     except Exception:  # noqa: BLE001 (whatever the value, it becomes a reported problem)
         result, reason = None, f"could not be read as {kind} ({type(value).__name__})"
     if reason is None:
         return result, None
+    if reason == _AMBIGUOUS_TIME:
+        return None, FieldProblem("ambiguous_time", canon, f"{canon}: {reason}")
     code = "bad_time" if kind == "time" else "wrong_type"
     return None, FieldProblem(code, canon, f"{canon}: {reason}")
 
@@ -589,24 +670,27 @@ def _to_boolean(value: object, zone: tzinfo) -> _Coerced:
     return None, f"expected a yes/no value, got {type(value).__name__}"
 
 
-_CJK_DATE = re.compile(
-    r"(\d{4})年(\d{1,2})月(\d{1,2})[日号號]?"
-    r"(?:\s*(\d{1,2})[时時点點:](?:(\d{1,2})分?(?::?(\d{1,2})秒?)?)?)?"
+_AMBIGUOUS_TIME = (
+    "a bare number is not read as a time unless the mapping declares its format "
+    f"(time_formats: {' | '.join(TIME_FORMATS)})"
 )
 
 
-def _to_time(value: object, zone: tzinfo) -> _Coerced:
+def _to_time(value: object, zone: tzinfo, time_format: str | None = None) -> _Coerced:
+    """A time value: text forms always, bare numbers only as ``time_format`` declares them
+    (see :mod:`custpulse.schemas.times`); naive values are wall-clock times in ``zone``."""
     if isinstance(value, str):
         value = _clean_text(value)
-        match = _CJK_DATE.fullmatch(value)  # 2024年3月15日 10时30分
-        if match:
-            y, mo, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
-            value = f"{y:04d}-{mo:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d}"
     elif not isinstance(value, int | float | datetime | date) or isinstance(value, bool):
         return None, f"expected a time, got {type(value).__name__}"
-    moment = parse_time(value, zone)
+    moment, why = read_time(value, zone, time_format)
+    if why == AMBIGUOUS:
+        return None, _AMBIGUOUS_TIME
     if moment is None or moment.utcoffset() is None:
-        return None, "time could not be read (use 'YYYY-MM-DD HH:MM:SS', ISO 8601 or epoch s/ms)"
+        return None, (
+            "time could not be read (use 'YYYY-MM-DD HH:MM:SS', ISO 8601, or declare the "
+            "format of numbers under time_formats)"
+        )
     moment.astimezone(UTC)  # raises (-> reported) when the time has no UTC equivalent
     return moment, None
 

@@ -5,9 +5,11 @@ Key ``<redis_prefix>profile:<user_id>`` (default ``cp:profile:U000001``) is a ha
 * ``events_total``: events counted for the user (all sources);
 * ``events_customers``, ``events_behavior``, ``events_orders``, ``events_tickets``;
 * ``last_event_time``: latest event time seen, ISO 8601 UTC;
-* ``updated_at``: processing time of the last write, ISO 8601 UTC.
+* ``updated_at``: processing time of the last write, ISO 8601 UTC;
+* ``version``: the version of the table value mirrored (an older one never overwrites it);
+* the profile view (see docs/contract.md).
 
-Writes set absolute values, so repeating one (after a redelivery) is harmless.
+Writes set absolute values from the current state, so repeating one is harmless.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -28,33 +31,75 @@ log = logging.getLogger("custpulse.redis")
 RETRY_MAX_DELAY_S = 5.0
 
 
-async def write_profiles(
-    client: Any,
-    items: list[tuple[str, Mapping[str, str], list[dict[str, Any]]]],
-    settings: Settings,
-) -> None:
-    """For each ``(key, fields, alerts)``: HSET ``fields`` on ``key`` and publish ``alerts``
-    (stream ``<prefix>alerts`` and the segment member sets ``<prefix>segment:<group>:<name>``),
-    all in one MULTI/EXEC pipeline (one round trip per envelope), retrying with backoff
-    (0.1 s doubling to 5 s) until Redis accepts it. The caller's offset does not advance
-    meanwhile, so a Redis outage delays the mirror but never skips a write. Every command is
-    safe to repeat (an alert repeated in the stream keeps its ``alert_id``). Logs carry the
-    error type only, never values."""
+SEGMENT_FIELDS = (("value", "segment"), ("activity", "activity_segment"))
+"""Segment groups kept as Redis sets: (group, the profile hash field that names the segment)."""
+
+_MIRROR_SCRIPT = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1') or -1
+local version = tonumber(ARGV[1])
+if current > version then return 0 end
+local user, prefix, groups = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local i = 5
+for g = 1, groups do
+  local group, field, new = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  local old = redis.call('HGET', KEYS[1], field)
+  if old and old ~= new and old ~= '' then
+    redis.call('SREM', prefix .. group .. ':' .. old, user)
+  end
+  if new ~= '' then redis.call('SADD', prefix .. group .. ':' .. new, user) end
+end
+local pairs = {}
+for j = i, #ARGV do pairs[#pairs + 1] = ARGV[j] end
+if #pairs > 0 then redis.call('HSET', KEYS[1], unpack(pairs)) end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileWrite:
+    """One customer's mirror: the hash fields (a snapshot, strings), the value's version and
+    the alerts to publish to the ``<prefix>alerts`` stream."""
+
+    user_id: str
+    version: int
+    fields: Mapping[str, str]
+    alerts: list[dict[str, Any]]
+
+
+async def write_profiles(client: Any, items: list[ProfileWrite], settings: Settings) -> None:
+    """Mirror each customer and publish its alerts, all in one MULTI/EXEC pipeline (one round
+    trip per announcement), retrying with backoff (0.1 s doubling to 5 s) until Redis accepts
+    it. The caller's offset does not advance meanwhile, so an outage delays the mirror but
+    never skips a write.
+
+    **Redis follows state, never history**: the hash and the segment sets
+    ``<prefix>segment:<group>:<name>`` are written from the customer's current value, in one
+    server-side script that moves the customer from the set its hash names to the set of the
+    new value. A write carries the value's ``version``; a write older than what the hash holds
+    (a previous owner after a rebalance, a redelivery) changes nothing, an equal one is a
+    harmless repeat. Alerts (re-sent ones too) only go to the stream, with their stable
+    ``alert_id``; they never move set membership. Logs carry the error type only, never values.
+    """
+    if not items:
+        return
+    script = client.register_script(_MIRROR_SCRIPT)
+    set_prefix = settings.redis_key("segment", "")
     delay = 0.1
     while True:
         try:
             pipe = client.pipeline(transaction=True)
-            for key, fields, alerts in items:
-                pipe.hset(key, mapping=dict(fields))
-                for alert in alerts:
+            for item in items:
+                args: list[Any] = [item.version, item.user_id, set_prefix, len(SEGMENT_FIELDS)]
+                for group, field in SEGMENT_FIELDS:
+                    args += [group, field, item.fields.get(field, "")]
+                for name, value in item.fields.items():
+                    args += [name, value]
+                args += ["version", str(item.version)]
+                await script(keys=[profile_key(settings, item.user_id)], args=args, client=pipe)
+                for alert in item.alerts:
                     pipe.xadd(settings.redis_key("alerts"), {"alert": json.dumps(alert)},
                               maxlen=settings.alerts_stream_maxlen, approximate=True)
-                    if alert["group"] in ("value", "activity"):
-                        if alert["old"] is not None:
-                            pipe.srem(segment_key(settings, alert["group"], alert["old"]),
-                                      alert["user_id"])
-                        pipe.sadd(segment_key(settings, alert["group"], alert["new"]),
-                                  alert["user_id"])
             await pipe.execute()
             return
         except (RedisError, OSError) as exc:

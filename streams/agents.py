@@ -19,7 +19,7 @@ from custpulse.processors.campaigns import campaign_triggers, load_campaigns
 from custpulse.processors.clock import Watermark
 from custpulse.processors.envelope_fold import DeadLetter, EnvelopeFold, Mirror
 from custpulse.processors.ingest import IngestConfig, Position
-from custpulse.processors.lifecycle import decide, evaluated_at
+from custpulse.processors.lifecycle import decide, evaluated_at, next_deadline_of
 from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
@@ -32,16 +32,16 @@ from custpulse.schemas.envelope import (
 )
 from custpulse.schemas.mapping import load_mappings
 from custpulse.schemas.segments import load_library
-from custpulse.schemas.times import to_iso
 from custpulse.settings import Settings
 from custpulse.state.deadlines import DeadlineIndex
+from custpulse.state.delivery import Delivery
 from custpulse.state.redis_mirror import (
+    ProfileWrite,
     profile_fields,
-    profile_key,
     write_profiles,
     write_quality,
 )
-from custpulse.state.tables import profiles_table
+from custpulse.state.tables import ProfileStore, profiles_table
 from custpulse.streams.ingest_stage import IngestStage
 from custpulse.streams.metrics import Metrics
 
@@ -51,7 +51,7 @@ QUALITY_PUBLISH_INTERVAL_S = 5.0
 DEADLINE_INTERVAL_S = 0.5
 OPS_INTERVAL_S = 10.0
 ANNOUNCE_QUEUE = 16
-"""Envelopes folded but not yet announced (then the fold waits: back pressure)."""
+"""Envelopes folded but not yet acknowledged (then the fold waits: back pressure)."""
 
 
 def ingest_config(settings: Settings) -> IngestConfig:
@@ -75,15 +75,18 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     triggers_topic = out_topic(settings.campaign_triggers_topic)
     ops_topic = out_topic(settings.ops_alerts_topic)
     profiles = profiles_table(app, settings)
+    store = ProfileStore(profiles)
     config = ingest_config(settings)
     library = load_library(settings.segments)
     campaigns = load_campaigns(settings.campaigns)
     quality = QualityTracker(OPTIONAL_FIELDS, NUMERIC_FIELDS)
-    clock = Watermark(timedelta(seconds=settings.allowed_lateness_s), settings.idle_clock)
+    clock = Watermark(timedelta(seconds=settings.allowed_lateness_s), settings.idle_clock,
+                      timedelta(seconds=settings.idle_timeout_s))
     deadlines = DeadlineIndex()
     ops = OpsMonitor()
 
-    folder = EnvelopeFold(library, clock, settings.dedupe_max_ids)
+    folder = EnvelopeFold(library, settings.dedupe_max_ids,
+                          timedelta(seconds=settings.freshness_horizon_s))
 
     @app.service
     class Ingest(IngestStage):
@@ -93,107 +96,93 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             super().__init__(settings=settings, metrics=metrics, config=config,
                              quality=quality, clock=clock, ops=ops, **kwargs)
 
-    async def dead_letter(letter: DeadLetter, position: Position) -> None:
+    async def dead_letter(letter: DeadLetter, position: Position) -> Any:
+        """Send one dead letter; returns the future of its acknowledgement."""
         metrics.deadlettered.labels(letter.source, letter.code).inc()
         record = deadletter_record(
             letter.code, letter.field, letter.message, letter.source, datetime.now(UTC),
             letter.payload, topic=position.topic, partition=position.partition,
             offset=position.offset,
         )
-        await deadletter_topic.send(key=None, value=json.dumps(record).encode())
-
-    async def state_acknowledged() -> None:
-        """Wait until every table write handed to Faust so far is acknowledged by Kafka
-        (Faust's own flush gives up on its buffer after 0.1 s without progress)."""
-        buffer = app.producer.buffer
-        while buffer.size:
-            await buffer.flush()
-        await app.producer.flush()
+        return await deadletter_topic.send(key=None, value=json.dumps(record).encode())
 
     async def announce(client: Any, rounds: list[dict[str, Mirror]]) -> None:
-        """Mirror every touched customer of ``rounds`` (consecutive envelopes, in order) to
-        Redis in one pipeline, then send their alerts and campaign triggers (all
-        repeat-safe)."""
+        """Mirror every touched customer of ``rounds`` (consecutive envelopes whose state is
+        acknowledged, in order) to Redis in one pipeline, then send their alerts and campaign
+        triggers and wait until Kafka has them (all repeat-safe: stable ids)."""
         if not any(rounds):
             return
-        if any(m.alerts for mirrors in rounds for m in mirrors.values()):
-            # State first: the table's changelog writes are buffered (Faust's send_soon),
-            # alerts are not. Wait until the writes are acknowledged, so an alert is never
-            # out while the state that decided it could still be lost; after a crash the
-            # cause is then a duplicate and re-sends the very same alert.
-            await state_acknowledged()
-        updated_at = to_iso(datetime.now(UTC))
         await write_profiles(client, [
-            (profile_key(settings, user_id),
-             profile_fields(m.value["dedupe"] or {"by_source": {}}, updated_at, m.view),
-             m.alerts)
+            ProfileWrite(user_id, m.version, profile_fields(m.counts, m.updated_at, m.view),
+                         m.alerts)
             for mirrors in rounds for user_id, m in mirrors.items()
         ], settings)
+        sent = []
         for mirrors in rounds:
             for user_id, m in mirrors.items():
                 for alert in m.alerts:
                     metrics.segment_changes.labels(alert["group"]).inc()
-                    await changes_topic.send(key=user_id.encode(),
-                                             value=json.dumps(alert).encode())
+                    sent.append(await changes_topic.send(key=user_id.encode(),
+                                                         value=json.dumps(alert).encode()))
                     for trigger in campaign_triggers(campaigns, alert):
-                        await triggers_topic.send(key=user_id.encode(),
-                                                  value=json.dumps(trigger).encode())
+                        sent.append(await triggers_topic.send(
+                            key=user_id.encode(), value=json.dumps(trigger).encode()))
+        for future in sent:
+            await future
 
     @app.agent(events_topic, name="fold")
     async def fold_agent(stream: faust.StreamT) -> None:
         """One Faust event per envelope: fold its records, then one table write, one deadline
         and one mirror per touched customer.
 
-        Announcing (waiting for the state to be acknowledged, the Redis pipeline, the alert
-        sends) runs beside the fold, in envelope order, for every envelope that has queued up
-        meanwhile at once; an envelope is acknowledged to Faust (so its offset may be
-        committed) only after its announcement. So the fold does not wait for the broker or
-        Redis, and at-least-once still holds."""
+        The delivery protocol (:class:`~custpulse.state.delivery.Delivery`) runs beside the
+        fold: it waits until the envelope's changelog writes are acknowledged by Kafka, then
+        announces (Redis pipeline, alert sends) and only then acknowledges the envelope to
+        Faust, so its offset may be committed. So the fold does not wait for the broker or
+        Redis, and at-least-once holds for state, mirror and alerts."""
         client = aioredis.Redis.from_url(settings.redis_url)
         manual = stream.noack()
-        queue: asyncio.Queue[tuple[Any, dict[str, Mirror], float]] = asyncio.Queue(
-            maxsize=ANNOUNCE_QUEUE)
 
-        async def announcer() -> None:
+        def finished(item: Any) -> None:
+            metrics.fold_seconds.observe(time.perf_counter() - item.started)
+
+        delivery: Delivery[Any, dict[str, Mirror]] = Delivery(
+            lambda rounds: announce(client, rounds), manual.ack, max_pending=ANNOUNCE_QUEUE,
+            done=finished)
+
+        async def deliver() -> None:
             try:
-                while True:
-                    batch = [await queue.get()]
-                    while not queue.empty():
-                        batch.append(queue.get_nowait())
-                    await announce(client, [mirrors for _, mirrors, _ in batch])
-                    for event, _, started in batch:
-                        await manual.ack(event)
-                        metrics.fold_seconds.observe(time.perf_counter() - started)
+                await delivery.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 # Nothing unannounced is acknowledged, so a restart redoes it: stop loudly
                 # rather than sit with a growing lag.
-                log.error("announcing failed (%s); stopping the worker", type(exc).__name__)
+                log.error("delivery failed (%s); stopping the worker", type(exc).__name__)
                 await app.crash(exc)
                 raise
 
-        task = asyncio.ensure_future(announcer())
+        task = asyncio.ensure_future(deliver())
         try:
             async for event in manual.events():
                 if task.done():
-                    task.result()  # the announcer failed: fail the agent with its error
+                    task.result()  # the protocol failed: fail the agent with its error
                 started = time.perf_counter()
                 message = event.message
                 position = Position(message.topic, message.partition, message.offset)
                 try:
                     records = unpack(event.value)
                 except ValueError:
-                    await dead_letter(DeadLetter("bad_canonical_event", None,
-                                                 "not a canonical event or envelope",
-                                                 "events", 0), position)
-                    await queue.put((event, {}, started))
+                    letter = await dead_letter(DeadLetter(
+                        "bad_canonical_event", None, "not a canonical event or envelope",
+                        "events", 0), position)
+                    await delivery.submit(event, [letter], {}, started)
                     continue
-                result = folder.fold(records, profiles.get, datetime.now(UTC))
-                for letter in result.deadletters:
-                    await dead_letter(letter, position)
-                for user_id, value in result.writes.items():
-                    profiles[user_id] = value
+                now = datetime.now(UTC)
+                result = folder.fold(records, store.get, now)
+                writes = [await dead_letter(letter, position) for letter in result.deadletters]
+                writes += [store.put(message.partition, user_id, value)
+                           for user_id, value in result.writes.items()]
                 for user_id, at in result.deadlines.items():
                     deadlines.add(user_id, at)
                 for kind, at in result.ops:
@@ -202,29 +191,36 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     metrics.accepted.labels(source).inc(n)
                 for source, n in result.duplicates.items():
                     metrics.duplicates.labels(source).inc(n)
-                await queue.put((event, result.mirrors, started))
+                await delivery.submit(event, writes, result.mirrors, started)
         finally:
             task.cancel()
             await client.aclose()
 
     @app.on_rebalance_complete.connect
     async def rebuild_deadlines(sender: Any, **kwargs: Any) -> None:
-        """After (re)start or rebalance: one pass over the assigned customers' values."""
+        """After (re)start or rebalance: the stored next deadline of each assigned customer
+        (values written before deadlines were stored are evaluated once)."""
         count = 0
-        for user_id, value in list(profiles.items()):
+        for user_id, value in store.items():
             seg = (value or {}).get("seg")
             at = evaluated_at(seg)
             if at is None:
                 continue
-            decision = decide(value["profile"], seg, at, library=library, user_id=user_id,
-                              cause="rebuild", event_time=at, processing_time=at, late=False)
-            deadlines.add(user_id, decision.deadline)
+            if seg is not None and "next_deadline" in seg:
+                deadline = next_deadline_of(seg)
+            else:
+                deadline = decide(value["profile"], seg, at, library=library,
+                                  user_id=user_id, cause="rebuild", event_time=at,
+                                  processing_time=at, late=False).deadline
+            deadlines.add(user_id, deadline)
             count += 1
         log.info("deadline index rebuilt for %d customers", count)
 
     @app.timer(DEADLINE_INTERVAL_S)
     async def fire_deadlines() -> None:
-        """Due deadlines become ticks, sent as envelopes to each customer's partition."""
+        """Deadlines the watermark has passed become ticks, sent as envelopes to each
+        customer's partition; a tick carries the watermark (``until``), so the customer steps
+        through every deadline up to it in one go."""
         watermark = clock.current(datetime.now(UTC))
         if watermark is None:
             return
@@ -235,7 +231,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         by_partition: dict[int, list[tuple[dict[str, Any], int]]] = {}
         for user_id, at in due:
             by_partition.setdefault(partition_for(user_id, partitions), []).append(
-                (tick_record(user_id, at), TICK_BYTES))
+                (tick_record(user_id, at, watermark), TICK_BYTES))
         for partition, ticks in sorted(by_partition.items()):
             for envelope in envelopes(ticks, settings.envelope_max_records):
                 await events_topic.send(value=envelope, partition=partition)

@@ -20,6 +20,29 @@ def _end_date(text: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
+def import_inputs(tokens: Sequence[str]) -> list[tuple[str, Path]]:
+    """The ``(source, file)`` pairs of ``custpulse import``'s arguments: ``SOURCE FILE`` (one
+    file) or ``SOURCE=FILE ...`` (several).
+
+    >>> [(s, str(p)) for s, p in import_inputs(["orders", "a.csv"])]
+    [('orders', 'a.csv')]
+    >>> [(s, str(p)) for s, p in import_inputs(["orders=a.csv", "tickets=t.jsonl"])]
+    [('orders', 'a.csv'), ('tickets', 't.jsonl')]
+    """
+    if len(tokens) == 2 and tokens[0] in SOURCES:
+        return [(tokens[0], Path(tokens[1]))]
+    pairs = []
+    for token in tokens:
+        source, sep, name = token.partition("=")
+        if not sep or source not in SOURCES or not name:
+            raise InputError(
+                f"Cannot read the import argument {token!r}: give SOURCE FILE, or SOURCE=FILE "
+                f"for each file (SOURCE one of {', '.join(SOURCES)}), or --dir DIR."
+            )
+        pairs.append((source, Path(name)))
+    return pairs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="custpulse",
@@ -32,10 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-level", choices=["crit", "error", "warn", "info", "debug"])
     worker.add_argument("--mapping", help="YAML field mapping merged over the shipped defaults")
 
-    imp = sub.add_parser("import", help="send a CSV or JSON-lines file to a source's topic")
-    imp.add_argument("source", choices=SOURCES)
-    imp.add_argument("file", type=Path)
-    imp.add_argument("--keep-order", action="store_true", help="send in file order, unsorted")
+    imp = sub.add_parser(
+        "import",
+        help="send CSV or JSON-lines files to their sources' topics, merged by event time",
+        description="SOURCE FILE imports one file; SOURCE=FILE ... and --dir DIR import several "
+        "files as one stream merged by event time across sources.",
+    )
+    imp.add_argument(
+        "inputs", nargs="*", metavar="SOURCE FILE | SOURCE=FILE ...",
+        help=f"SOURCE is one of {', '.join(SOURCES)}; FILE is .csv or .jsonl",
+    )
+    imp.add_argument(
+        "--dir", type=Path, dest="folder", metavar="DIR",
+        help="also import every <source>[_-.anything].csv/.jsonl file of DIR",
+    )
+    imp.add_argument("--keep-order", action="store_true",
+                     help="send file after file, each in file order, unsorted")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.add_argument("--mapping", help="YAML field mapping merged over the shipped defaults")
 
@@ -91,14 +126,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             settings = load_settings(mapping=args.mapping)
         return run_worker(settings, args.log_level)
     if args.command == "import":
-        from custpulse.streams.importer import import_file
+        from custpulse.streams.importer import files_in_dir, import_files
 
-        summary = import_file(
-            settings, args.source, args.file, args.keep_order,
+        files = import_inputs(args.inputs)
+        if args.folder is not None:
+            files += files_in_dir(args.folder)
+        summaries = import_files(
+            settings, files, args.keep_order,
             progress=not args.no_progress, mapping_path=args.mapping,
         )
-        print(summary.line())
-        return 0 if summary.failed == 0 else 1
+        for summary in summaries:
+            print(summary.line())
+        return 0 if all(s.failed == 0 for s in summaries) else 1
     if args.command == "generate":
         from custpulse.streams.generate import generate_command
 

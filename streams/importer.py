@@ -1,13 +1,18 @@
-"""``custpulse import``: send a CSV or JSON-lines file to a source's topic with kafka-python.
+"""``custpulse import``: send CSV or JSON-lines files to their sources' topics with kafka-python.
 
-Decisions (ids, order, parsing) are in :mod:`custpulse.processors.importing`; this module does
-the I/O: read bytes, produce keyed by user_id, show progress, count outcomes.
+Decisions (ids, order, parsing, the merge of several files) are in
+:mod:`custpulse.processors.importing`; this module does the I/O: read bytes, produce keyed by
+user_id, show progress, count outcomes. Several files (``SOURCE=FILE ...`` or a folder) are
+sent as one stream merged by event time across sources, so a backfill reaches every customer
+in event-time order.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,16 +25,15 @@ from tqdm import tqdm
 from custpulse.errors import InputError
 from custpulse.processors.importing import (
     FileFormat,
-    canonical_view,
-    content_hash,
+    ImportRow,
     detect_format,
+    merge_by_event_time,
     parse_rows,
     prepare,
-    record_key,
 )
 from custpulse.processors.ingest import mask_text
 from custpulse.schemas.deadletter import deadletter_record
-from custpulse.schemas.mapping import FieldMapping, load_mapping
+from custpulse.schemas.mapping import FieldMapping, load_mapping, load_mappings
 from custpulse.settings import SOURCES, Settings
 from custpulse.streams.admin import ensure_topics, kafka_unreachable
 
@@ -73,6 +77,16 @@ def make_producer(settings: Settings) -> KafkaProducer:
         raise kafka_unreachable(settings) from exc
 
 
+@dataclass(frozen=True)
+class ImportInput:
+    """One file to import: its source, bytes, format and the name used in messages."""
+
+    source: str
+    data: bytes
+    fmt: FileFormat
+    name: str
+
+
 def import_bytes(
     settings: Settings,
     source: str,
@@ -88,49 +102,88 @@ def import_bytes(
 
     Rows that cannot be parsed go to the dead-letter topic with their reason and their text
     with personal data masked, and are reported by row number on stderr (never with their
-    content). Source field names are read through ``mapping`` (default: shipped mapping plus
-    ``CUSTPULSE_MAPPING``) to find the user id (the key) and the event time (the order).
+    content). Rows are read through ``mapping`` (default: shipped mapping plus
+    ``CUSTPULSE_MAPPING``), as the worker reads them, for the user id (the key), the event time
+    (the order) and the event id (see :mod:`custpulse.processors.importing`).
     """
     if source not in SOURCES:
         raise InputError(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
-    ensure_topics(settings)
     mapping = mapping or load_mapping(source, settings.mapping)
-    topic = settings.topic(source)
-    rows = prepare(
-        parse_rows(data, fmt), source, content_hash(data), settings.zone, keep_order,
-        mapping.canonical_name,
+    (summary,) = import_many(
+        settings, [ImportInput(source, data, fmt, name)], keep_order, progress, producer,
+        {source: mapping},
     )
-    summary = ImportSummary(source, name, read=len(rows))
+    return summary
+
+
+def import_many(
+    settings: Settings,
+    inputs: Sequence[ImportInput],
+    keep_order: bool = False,
+    progress: bool = True,
+    producer: KafkaProducer | None = None,
+    mappings: dict[str, FieldMapping] | None = None,
+) -> list[ImportSummary]:
+    """Send several files as one stream merged by event time (stable: equal times keep the
+    order of ``inputs``, then file order; ``keep_order`` sends file after file, each in file
+    order). One summary per input, in the order given. ``mappings`` per source default to the
+    shipped ones plus ``CUSTPULSE_MAPPING``."""
+    for item in inputs:
+        if item.source not in SOURCES:
+            raise InputError(f"Unknown source {item.source!r}: use one of {', '.join(SOURCES)}.")
+    ensure_topics(settings)
+    mappings = dict(mappings or {})
+    for item in inputs:
+        if item.source not in mappings:
+            mappings[item.source] = load_mapping(item.source, settings.mapping)
+    prepared = [
+        prepare(parse_rows(item.data, item.fmt), mappings[item.source], settings.zone, keep_order)
+        for item in inputs
+    ]
+    stream = merge_by_event_time(prepared, keep_order)
+    summaries = [ImportSummary(item.source, item.name, read=len(rows))
+                 for item, rows in zip(inputs, prepared, strict=True)]
     own = producer is None
     producer = producer or make_producer(settings)
-    errors: list[BaseException] = []
-    futures = []
-    letters = []
+    errors: list[list[BaseException]] = [[] for _ in inputs]
+    futures: list[list[Any]] = [[] for _ in inputs]
+    letters: list[list[Any]] = [[] for _ in inputs]
+    label = inputs[0].source if len(inputs) == 1 else "import"
     try:
-        bar = tqdm(rows, desc=f"{source}", unit="row", disable=not progress, file=sys.stderr)
-        for row in bar:
+        bar = tqdm(stream, desc=label, unit="row", disable=not progress, file=sys.stderr)
+        for index, row in bar:
+            item = inputs[index]
             if row.record is None:
-                print(f"{name}: row {row.row_number}: {row.error}", file=sys.stderr)
-                letter = deadletter_record(
-                    row.error or "unreadable", None, _MESSAGES.get(row.error or "", "unreadable"),
-                    source, datetime.now(UTC), mask_text(row.raw or ""),
-                    file=name, row=row.row_number,
-                )
-                letters.append(producer.send(settings.deadletter_topic, key=None, value=letter))
+                letters[index].append(_dead_letter(settings, producer, item, row))
                 continue
-            record: dict[str, Any] = row.record
-            key = record_key(canonical_view(record, mapping.canonical_name))
-            futures.append(producer.send(topic, key=key, value=record))
+            futures[index].append(
+                producer.send(settings.topic(item.source), key=row.key, value=row.record)
+            )
         producer.flush(timeout=120)
-        summary.sent = _acked(futures, errors)
-        summary.deadlettered = _acked(letters, errors)
-        summary.failed = len(errors)
+        for index, summary in enumerate(summaries):
+            summary.sent = _acked(futures[index], errors[index])
+            summary.deadlettered = _acked(letters[index], errors[index])
+            summary.failed = len(errors[index])
     finally:
         if own:
             producer.close(timeout=10)
-    if errors:
-        print(f"{name}: {len(errors)} rows not sent, first error: {errors[0]}", file=sys.stderr)
-    return summary
+    for item, failures in zip(inputs, errors, strict=True):
+        if failures:
+            print(f"{item.name}: {len(failures)} rows not sent, first error: {failures[0]}",
+                  file=sys.stderr)
+    return summaries
+
+
+def _dead_letter(
+    settings: Settings, producer: KafkaProducer, item: ImportInput, row: ImportRow
+) -> Any:
+    print(f"{item.name}: row {row.row_number}: {row.error}", file=sys.stderr)
+    letter = deadletter_record(
+        row.error or "unreadable", None, _MESSAGES.get(row.error or "", "unreadable"),
+        item.source, datetime.now(UTC), mask_text(row.raw or ""),
+        file=item.name, row=row.row_number,
+    )
+    return producer.send(settings.deadletter_topic, key=None, value=letter)
 
 
 def _acked(futures: list[Any], errors: list[BaseException]) -> int:
@@ -155,14 +208,83 @@ def import_file(
 ) -> ImportSummary:
     """Import one CSV/JSONL file (format from its name); ``mapping_path`` is a user mapping
     merged over the shipped one (default: ``CUSTPULSE_MAPPING``)."""
+    (summary,) = import_files(settings, [(source, path)], keep_order, progress, mapping_path)
+    return summary
+
+
+def import_files(
+    settings: Settings,
+    files: Sequence[tuple[str, Path]],
+    keep_order: bool = False,
+    progress: bool = True,
+    mapping_path: str | None = None,
+) -> list[ImportSummary]:
+    """Import ``(source, path)`` files as one stream merged by event time (see
+    :func:`import_many`); one summary per file, in the order given."""
+    if not files:
+        raise InputError("Nothing to import: give SOURCE FILE, SOURCE=FILE ... or --dir DIR.")
+    inputs = []
+    for source, path in files:
+        if source not in SOURCES:
+            raise InputError(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
+        try:
+            fmt = detect_format(path.name)
+            data = path.read_bytes()
+        except ValueError as exc:
+            raise InputError(f"{exc}.") from None
+        except OSError as exc:
+            raise InputError(f"Cannot read {path}: {exc.strerror}.") from None
+        inputs.append(ImportInput(source, data, fmt, path.name))
+    chosen = mapping_path or settings.mapping
+    sources = sorted({source for source, _ in files})
+    if len(sources) == 1:  # a user file for one source may leave out its source: line
+        mappings = {sources[0]: load_mapping(sources[0], chosen)}
+    else:
+        mappings = load_mappings(chosen)
+    return import_many(settings, inputs, keep_order, progress, mappings=mappings)
+
+
+_NAME_SOURCE = re.compile(r"^([a-z]+)(?:[._\-].*)?$")
+
+
+def source_of_name(filename: str) -> str | None:
+    """The source a file name tells: its name up to the first ``.``, ``_`` or ``-``, case
+    ignored (``orders.csv``, ``Orders_2024-03.jsonl`` -> ``orders``), if it is a source and
+    the file is ``.csv``/``.jsonl``/``.ndjson``/``.json``; else None.
+
+    >>> source_of_name("Orders_2024-03.csv"), source_of_name("behavior.jsonl")
+    ('orders', 'behavior')
+    >>> source_of_name("notes.txt"), source_of_name("orders.xlsx"), source_of_name("ordersx.csv")
+    (None, None, None)
+    """
     try:
-        fmt = detect_format(path.name)
-        data = path.read_bytes()
-    except ValueError as exc:
-        raise InputError(f"{exc}.") from None
+        detect_format(filename)
+    except ValueError:
+        return None
+    match = _NAME_SOURCE.match(filename.lower())
+    if match is None or match.group(1) not in SOURCES:
+        return None
+    return match.group(1)
+
+
+def files_in_dir(folder: Path) -> list[tuple[str, Path]]:
+    """The importable files of ``folder`` (not recursive) with their sources, in source order
+    (customers, behavior, orders, tickets; then by name). Other files are reported on stderr."""
+    try:
+        names = sorted(p for p in folder.iterdir() if p.is_file())
     except OSError as exc:
-        raise InputError(f"Cannot read {path}: {exc.strerror}.") from None
-    mapping = load_mapping(source, mapping_path or settings.mapping)
-    return import_bytes(
-        settings, source, data, fmt, path.name, keep_order, progress, mapping=mapping
-    )
+        raise InputError(f"Cannot read the folder {folder}: {exc.strerror}.") from None
+    found = []
+    for path in names:
+        source = source_of_name(path.name)
+        if source is None:
+            print(f"{path.name}: skipped (the name tells no source: name it "
+                  f"<source>.csv or <source>.jsonl)", file=sys.stderr)
+            continue
+        found.append((source, path))
+    if not found:
+        raise InputError(
+            f"No files to import in {folder}: name them <source>.csv or <source>.jsonl, "
+            f"source one of {', '.join(SOURCES)}."
+        )
+    return sorted(found, key=lambda item: (SOURCES.index(item[0]), item[1].name))

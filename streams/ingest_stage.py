@@ -60,6 +60,8 @@ class _Batch:
     offsets: dict[Any, int]
     counts: Counter[str]
     rejected: Counter[tuple[str, str]]
+    times: dict[str, datetime]
+    """Per input (``<topic>:<partition>``): the latest event time accepted in this poll."""
 
     def count(self, metrics: Metrics) -> None:
         for source, n in self.counts.items():
@@ -84,7 +86,7 @@ class IngestStage(Service):
         # what this stage accepted (its own: the shared clock is the fold's, which decides
         # lateness). Polls return partitions one after the other, so a watermark would run
         # ahead of most records of a poll: accepted records count at their own time.
-        self.ops_clock = Watermark(clock.lateness, clock.mode)
+        self.ops_clock = Watermark(clock.lateness, clock.mode, clock.idle_timeout)
         self.source_of = {topic: source for source, topic in settings.source_topics().items()}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -142,6 +144,11 @@ class IngestStage(Service):
                     batch = in_flight.popleft()
                     batch.acked.result()  # raises the send's error, if any
                     batch.count(self.metrics)
+                    # Event time advances only once the events are on <prefix>events: a
+                    # tick the timer sends afterwards lands behind them in each partition.
+                    wall = datetime.now(UTC)
+                    for name, moment in batch.times.items():
+                        self.clock.observe(moment, wall, name)
                     self._done.update(batch.offsets)
                 idle = not batches
                 if self._done and (idle or time.monotonic() - last_commit >= COMMIT_INTERVAL_S):
@@ -171,8 +178,10 @@ class IngestStage(Service):
         letters: list[bytes] = []
         counts: Counter[str] = Counter()
         rejected: Counter[tuple[str, str]] = Counter()
+        times: dict[str, datetime] = {}
         for tp, messages in batches.items():
             source = self.source_of[tp.topic]
+            name = f"{tp.topic}:{tp.partition}"
             counts[source] += len(messages)
             for message in messages:
                 position = Position(tp.topic, tp.partition, message.offset)
@@ -182,7 +191,9 @@ class IngestStage(Service):
                     event = outcome.event
                     # accepted records count at their own event time, rejected ones (which
                     # may have none) at the watermark of what this stage has accepted
-                    self.ops_clock.observe(event.event_time)
+                    self.ops_clock.observe(event.event_time, now, "accepted")
+                    if name not in times or event.event_time > times[name]:
+                        times[name] = event.event_time
                     self.ops.observe("in", event.event_time)
                     wire = event.to_wire()
                     size = len(message.value or b"") + 256
@@ -199,7 +210,7 @@ class IngestStage(Service):
                         offset=position.offset)).encode())
         acked = await self._send_all(by_partition, letters)
         offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
-        return _Batch(acked, offsets, counts, rejected)
+        return _Batch(acked, offsets, counts, rejected, times)
 
     async def _send_all(self, by_partition: dict[int, list[tuple[dict[str, Any], int]]],
                         letters: list[bytes]) -> asyncio.Future[Any]:

@@ -11,9 +11,11 @@ from kafka import KafkaConsumer, TopicPartition
 from custpulse.settings import Settings
 
 
-def read_topic(settings: Settings, topic: str, timeout: float = 30) -> list[tuple[bytes | None, bytes | None]]:
+def read_topic(settings: Settings, topic: str, timeout: float = 180) -> list[tuple[bytes | None, bytes | None]]:
     """Every (key, value) currently in ``topic``, partition by partition."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                             fetch_max_bytes=64 * 1024 * 1024,
+                             max_partition_fetch_bytes=16 * 1024 * 1024)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:

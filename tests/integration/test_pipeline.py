@@ -105,20 +105,24 @@ def test_every_generated_event_counted_once_in_table_and_redis(
     first_user = expected.index[0]
     rows = [
         {"user_id": first_user, "order_time": "2026-10-30 12:00:00", "amount": 10, "order_id": "X1"},
+        # the same order again (its order system redelivers it): its business key counts once
         {"user_id": first_user, "order_time": "2026-10-30 12:00:00", "amount": 10, "order_id": "X1"},
-        {"user_id": "NEW-1", "order_time": 1793000000, "amount": 0},
+        {"user_id": first_user, "order_time": "2026-10-30 13:00:00", "amount": 10},
+        {"user_id": first_user, "order_time": "2026-10-30 13:00:00", "amount": 10},
+        {"user_id": "NEW-1", "order_time": "2026-10-30T20:13:20Z", "amount": 0},
     ]
     extra.write_text("".join(json.dumps(r) + "\n" for r in rows))
     worker.start()
     result = run_cli(settings, "import", "orders", str(extra))
-    assert result.returncode == 0 and "rows read 3, sent 3, dead-lettered 0, failed 0" in result.stdout
+    assert result.returncode == 0 and "rows read 5, sent 5, dead-lettered 0, failed 0" in result.stdout
     run_cli(settings, "import", "orders", str(extra))  # a repeat of the whole file
     wait_drained(settings, worker)
     after = observed_redis(settings)
-    assert int(after.loc[first_user, "orders"]) == int(expected.loc[first_user, "orders"]) + 2
+    # X1 once, and the two identical rows without an order id are two orders
+    assert int(after.loc[first_user, "orders"]) == int(expected.loc[first_user, "orders"]) + 3
     assert int(after.loc["NEW-1", "total"]) == 1
-    assert int(after["total"].sum()) == n_events + 3
-    assert int(observed_table(settings)["ids"].sum()) == n_events + 3
+    assert int(after["total"].sum()) == n_events + 4
+    assert int(observed_table(settings)["ids"].sum()) == n_events + 4
 
 
 def test_bad_records_go_to_the_dead_letter_topic_with_reasons(

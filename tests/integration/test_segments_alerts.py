@@ -31,6 +31,9 @@ def test_a_customer_who_does_nothing_moves_once_per_threshold(
                  "behavior_time": (T + timedelta(hours=h)).isoformat()} for h in (0, 2, 4)]
     orders = [{"user_id": "A", "order_id": "O1", "amount": 2000, "status": "paid",
                "order_time": (T + timedelta(hours=4)).isoformat()}]
+    # Inputs idle for 2 s stop holding the watermark back; moves of this year's history count
+    # as fresh here (by default they are historical and trigger no campaign).
+    worker.env.update(CUSTPULSE_IDLE_TIMEOUT_S="2", CUSTPULSE_FRESHNESS_HORIZON_S=str(400 * 86400))
     worker.start()
     for source, rows in (("behavior", behavior), ("orders", orders)):
         assert run_cli(settings, "import", source, str(write(tmp_path / f"{source}.jsonl", rows))

@@ -101,6 +101,7 @@ def test_segment_alert_shape():
         "event_time": "2026-03-01T00:00:00.000+00:00",
         "processing_time": "2026-03-01T00:05:00.123+00:00",
         "late": True,
+        "historical": False,
     }
     assert json.loads(json.dumps(alert)) == alert
 

@@ -30,12 +30,24 @@ def test_wire_round_trip():
         ("2024-03-15", "2024-03-15T00:00:00+08:00"),
         ("2024-03-15T10:30:00Z", "2024-03-15T10:30:00+00:00"),
         ("2024-03-15T10:30:00", "2024-03-15T10:30:00+08:00"),
-        ("1710469800", "2024-03-15T02:30:00+00:00"),
-        (1710469800123, "2024-03-15T02:30:00.123000+00:00"),
     ],
 )
 def test_time_formats(value, iso):
     assert parse_time(value, SH).isoformat() == iso
+
+
+# Since issue 9 a bare number is an epoch only where the mapping declares it (no guessing
+# between seconds, milliseconds, compact dates and Excel serials): tests/unit/test_times.py.
+@pytest.mark.parametrize(
+    ("value", "fmt", "iso"),
+    [
+        ("1710469800", "epoch_s", "2024-03-15T02:30:00+00:00"),
+        (1710469800123, "epoch_ms", "2024-03-15T02:30:00.123000+00:00"),
+    ],
+)
+def test_declared_epoch_formats(value, fmt, iso):
+    assert parse_time(value, SH) is None
+    assert parse_time(value, SH, fmt).isoformat() == iso
 
 
 @pytest.mark.parametrize("value", [None, "", True, "yesterday", -5, float("nan"), [], "2024-13-01"])

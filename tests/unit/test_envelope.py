@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from custpulse.processors.clock import Watermark
 from custpulse.processors.envelope_fold import EnvelopeFold
 from custpulse.processors.profile import profile_view
 from custpulse.schemas.envelope import envelopes, pack, partition_for, tick_record, unpack
@@ -62,7 +61,7 @@ def _run(wires: list, size: int, table: dict | None = None, shuffle_seed: int | 
     """Fold ``wires`` in envelopes of ``size`` into ``table`` (a dict standing in for the
     Faust table: values are written back only through ``writes``)."""
     table = {} if table is None else table
-    folder = EnvelopeFold(LIB, Watermark(), 5000)
+    folder = EnvelopeFold(LIB, 5000)
     results = []
     for chunk in split(wires, size):
         result = folder.fold(json.loads(pack(chunk))["records"],
@@ -106,51 +105,102 @@ def test_redelivered_envelope_changes_nothing_and_resends_the_same_alerts(events
         assert sum(r2.duplicates.values()) == sum(r1.accepted.values())
         sent = {a["alert_id"]: a for m in r1.mirrors.values() for a in m.alerts}
         resent = {a["alert_id"]: a for m in r2.mirrors.values() for a in m.alerts}
-        assert resent.keys() <= sent.keys()
-        assert all(resent[k] == sent[k] for k in resent)
-        # every customer's remembered cause of this envelope re-sends all its alerts
-        assert resent.keys() == {k for k, a in sent.items()
-                                 if any(a["cause"] == w.get("event_id") for w in wires)}
+        # every alert the envelope decided (its events' and the deadlines they applied) is
+        # re-sent, identical, and nothing else
+        assert resent == sent
 
 
 def _order(eid: str, user: str, when: datetime, amount: float = 60_000.0) -> dict:
     return CanonicalEvent(eid, "orders", user, when, {"amount": amount, "status": "paid"}).to_wire()
 
 
-def test_moves_within_one_envelope_are_coalesced_with_the_last_event_as_cause():
-    wires = [_order("o1", "A", T), _order("o2", "A", T + timedelta(hours=1))]
-    _, (result,), _ = _run(wires, 10)
-    alerts = result.mirrors["A"].alerts
-    assert {a["cause"] for a in alerts} == {"o2"}
-    assert [a["group"] for a in alerts if a["group"] in ("value", "activity")] == ["value",
-                                                                                   "activity"]
-    assert all(a["old"] is None for a in alerts)
-    assert result.writes.keys() == {"A"} and result.deadlines.keys() == {"A"}
-    assert result.ops == [("order", T), ("order", T + timedelta(hours=1))]
+def _moves(results) -> list[tuple]:
+    """Alerts in decision order, without the wall-clock field."""
+    return [tuple(sorted((k, json.dumps(v)) for k, v in a.items() if k != "processing_time"))
+            for r in results for m in r.mirrors.values() for a in m.alerts]
 
 
-def test_late_flag_when_any_new_event_of_the_envelope_is_out_of_order():
+def test_each_event_is_its_own_decision_whatever_the_envelope_size():
+    # finding 3: size 1 gave None -> potential -> regular (and a coupon), size 6 None -> regular
+    wires = [_order("o1", "A", T, 100.0), _order("o2", "A", T + timedelta(hours=1), 60_000.0)]
+    _, one, _ = _run(wires, 1)
+    _, both, _ = _run(wires, 10)
+    assert _moves(one) == _moves(both)
+    causes = [a["cause"] for a in both[0].mirrors["A"].alerts]
+    assert "o1" in causes and "o2" in causes
+    assert both[0].writes.keys() == {"A"} and both[0].deadlines.keys() == {"A"}
+    assert both[0].ops == [("order", T), ("order", T + timedelta(hours=1))]
+
+
+def test_due_deadlines_are_applied_before_a_later_event_so_ticks_cannot_race_it():
+    # finding 3: the 0.5 s timer decided whether a time-driven move happened before the
+    # customer's next event; when the event won, the move vanished
+    first = [_order("o1", "A", T)]
+    later = _order("o2", "A", T + timedelta(days=200), 10.0)
+    table, _, folder = _run(first, 10)
+    deadline = datetime.fromisoformat(table["A"]["seg"]["next_deadline"])
+    tick = tick_record("A", deadline, T + timedelta(days=199))
+    tick_first = _moves(_run([tick, later], 1, json.loads(json.dumps(table)))[1])
+    event_first = _moves(_run([later, tick], 1, json.loads(json.dumps(table)))[1])
+    together = _moves(_run([later, tick], 10, json.loads(json.dumps(table)))[1])
+    assert tick_first == event_first == together
+    timer_moves = [dict(m)["cause"] for m in event_first if "timer:" in dict(m)["cause"]]
+    assert timer_moves, "time-driven moves before o2 are announced, not lost"
+
+
+def test_a_customer_is_evaluated_at_its_own_time_not_at_another_sources_time():
+    # finding 2: behaviour of other customers ran ahead to November; B's first order of June
+    # was evaluated as of November and announced None -> churned, and counted as late
+    november = datetime(2026, 11, 20, tzinfo=UTC)
+    june = datetime(2026, 6, 3, 12, tzinfo=UTC)
+    other = CanonicalEvent("b1", "behavior", "A", november,
+                           {"behavior_type": "browse"}).to_wire()
+    _, (result,), _ = _run([other, _order("o1", "B", june, 100.0)], 10)
+    alerts = result.mirrors["B"].alerts
+    assert alerts and not any(a["late"] for a in alerts)
+    assert all(a["event_time"].startswith("2026-06-03") for a in alerts)
+    assert "churned" not in {a["new"] for a in alerts}
+    assert result.writes["B"]["seg"]["evaluated_at"].startswith("2026-06-03T12:00:00")
+
+
+def test_late_means_earlier_than_the_customers_own_as_of():
     table, _, folder = _run([_order("o1", "A", T + timedelta(days=2))], 10)
     result = folder.fold([_order("o2", "A", T), _order("o3", "A", T + timedelta(days=3))],
                          lambda u: table.get(u), NOW)
-    alerts = result.mirrors["A"].alerts
-    assert alerts and all(a["late"] for a in alerts) and {a["cause"] for a in alerts} == {"o3"}
+    late = {a["cause"]: a["late"] for a in result.mirrors["A"].alerts}
+    assert late.get("o2", True) is True and late.get("o3", False) is False
+
+
+def test_old_moves_are_historical_and_trigger_no_campaign():
+    from custpulse.processors.campaigns import campaign_triggers, load_campaigns
+
+    wires = [_order("o1", "A", T, 100.0), _order("o2", "A", T + timedelta(hours=1), 60_000.0)]
+    _, (old,), _ = _run(wires, 10)
+    assert old.mirrors["A"].alerts and all(a["historical"] for a in old.mirrors["A"].alerts)
+    campaigns = load_campaigns()
+    assert all(campaign_triggers(campaigns, a) == [] for a in old.mirrors["A"].alerts)
+    fresh = [_order("o1", "A", NOW - timedelta(hours=2), 100.0),
+             _order("o2", "A", NOW - timedelta(hours=1), 60_000.0)]
+    _, (new,), _ = _run(fresh, 10)
+    assert not any(a["historical"] for a in new.mirrors["A"].alerts)
 
 
 def test_a_tick_after_events_in_the_same_envelope_sees_them():
-    deadline = T + timedelta(days=40)
-    records = [_order("o1", "A", T), tick_record("A", deadline), tick_record("nobody", deadline)]
+    until = T + timedelta(days=40)
+    records = [_order("o1", "A", T), tick_record("A", T, until), tick_record("nobody", until)]
     _, (result,), _ = _run(records, 10)
     value = result.writes["A"]
-    assert value["seg"]["evaluated_at"].startswith("2026-04-10T12:00:00")
+    at = datetime.fromisoformat(value["seg"]["evaluated_at"])
+    assert T < at <= until
+    assert datetime.fromisoformat(value["seg"]["next_deadline"]) > until
     causes = [a["cause"] for a in result.mirrors["A"].alerts]
-    assert "o1" in causes and f"timer:{deadline.isoformat()}" in causes
+    assert "o1" in causes and f"timer:{at.isoformat()}" in causes
     assert "nobody" not in result.writes and "nobody" not in result.mirrors
-    # the same tick again (a redelivery) changes nothing and re-sends its alerts
-    _, (again,), _ = _run([tick_record("A", deadline)], 10, {"A": value})
+    # the same tick again (a redelivery) changes nothing and re-sends what it decided
+    _, (again,), _ = _run([tick_record("A", T, until)], 10, {"A": value})
     assert again.writes == {}
-    assert [a["cause"] for a in again.mirrors["A"].alerts] == [
-        f"timer:{deadline.isoformat()}"] * len(again.mirrors["A"].alerts)
+    assert again.mirrors["A"].alerts and all(
+        a["cause"].startswith("timer:") for a in again.mirrors["A"].alerts)
 
 
 def test_bad_records_are_dead_lettered_with_their_place_and_the_rest_applies():
@@ -164,7 +214,7 @@ def test_bad_records_are_dead_lettered_with_their_place_and_the_rest_applies():
 
 
 def test_beyond_the_dedupe_horizon_is_dead_lettered_not_counted():
-    folder = EnvelopeFold(LIB, Watermark(), 10)
+    folder = EnvelopeFold(LIB, 10)
     table: dict = {}
     wires = [_order(f"o{i}", "A", T + timedelta(hours=i), 10.0) for i in range(12)]
     table.update(folder.fold(wires, table.get, NOW).writes)

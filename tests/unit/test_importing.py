@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from custpulse.processors.identity import own_event_id
 from custpulse.processors.importing import (
     ImportRow,
     content_hash,
@@ -18,8 +19,10 @@ from custpulse.processors.importing import (
     to_csv,
     to_jsonl,
 )
+from custpulse.schemas.mapping import load_mappings
 
 SH = ZoneInfo("Asia/Shanghai")
+MAPPINGS = load_mappings()
 
 JSONL = (
     b'{"user_id": "U2", "order_time": "2024-03-02 10:00:00", "amount": 5}\n'
@@ -69,19 +72,21 @@ def test_detect_format():
 
 def test_ids_are_deterministic_and_identical_rows_differ():
     rows = parse_rows(JSONL, "jsonl")
-    h = content_hash(JSONL)
-    first = prepare(rows, "orders", h, SH, keep_order=True)
-    again = prepare(parse_rows(JSONL, "jsonl"), "orders", content_hash(JSONL), SH, True)
+    first = prepare(rows, MAPPINGS["orders"], SH, keep_order=True)
+    again = prepare(parse_rows(JSONL, "jsonl"), MAPPINGS["orders"], SH, True)
     ids = [r.record["event_id"] for r in first if r.ok]
     assert ids == [r.record["event_id"] for r in again if r.ok]
+    assert ids == [r.event_id for r in first if r.ok]
     # rows 3 and 6 are byte-identical but are two events
     assert len(set(ids)) == 3
-    assert ids[1] == file_event_id("orders", h, 3)
-    assert ids[2] == file_event_id("orders", h, 6)
-    assert all(i.startswith("f-") and len(i) == 22 for i in ids)
+    # Since issue 9 the id comes from the canonical content and its occurrence number in the
+    # file ("orders:c:" + 24 hex), no longer from the file's bytes and row number ("f-" + 20
+    # hex), so a re-export or re-save of the file keeps the ids; tests/unit/test_identity.py.
+    assert all(i.startswith("orders:c:") and len(i) == len("orders:c:") + 24 for i in ids)
 
 
-def test_a_changed_file_gives_new_ids_and_source_matters():
+def test_legacy_file_ids_still_depend_on_the_file_and_source():
+    # file_event_id is no longer used by imports (kept for the bench's synthetic ids).
     h1, h2 = content_hash(JSONL), content_hash(JSONL + b"\n")
     assert file_event_id("orders", h1, 1) != file_event_id("orders", h2, 1)
     assert file_event_id("orders", h1, 1) != file_event_id("behavior", h1, 1)
@@ -89,8 +94,10 @@ def test_a_changed_file_gives_new_ids_and_source_matters():
 
 def test_own_event_id_is_kept():
     data = b'{"user_id": "U1", "event_id": "E-42", "order_time": "2024-01-01"}\n'
-    (row,) = prepare(parse_rows(data, "jsonl"), "orders", content_hash(data), SH)
-    assert row.record["event_id"] == "E-42"
+    (row,) = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH)
+    assert row.record["event_id"] == "E-42"  # the record is sent as it is ...
+    # ... and the worker counts it under the source-scoped hash of its own id (issue 9)
+    assert row.event_id == own_event_id("orders", {"event_id": "E-42"}, {})
 
 
 def test_sorting_by_event_time_across_formats_and_zones():
@@ -98,15 +105,16 @@ def test_sorting_by_event_time_across_formats_and_zones():
         b'{"user_id": "A", "order_time": "2024-03-01 09:00:00"}\n'  # 01:00 UTC
         b'{"user_id": "B", "order_time": "2024-03-01T00:30:00+00:00"}\n'  # 00:30 UTC
         b'{"user_id": "C", "order_time": "garbage"}\n'
-        b'{"user_id": "D", "order_time": 1709251200}\n'  # 2024-03-01 00:00 UTC
+        b'{"user_id": "D", "order_time": "2024-03-01T00:00:00Z"}\n'  # 2024-03-01 00:00 UTC
         b'{"user_id": "E", "order_time": "2024-03-01 08:30:00"}\n'  # 00:30 UTC, tie with B
         b'{"user_id": "F"}\n'
+        b'{"user_id": "G", "order_time": 1709251200}\n'  # a bare number: ambiguous (issue 9)
     )
-    rows = prepare(parse_rows(data, "jsonl"), "orders", content_hash(data), SH)
-    assert [r.record["user_id"] for r in rows] == ["D", "B", "E", "A", "C", "F"]
+    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH)
+    assert [r.record["user_id"] for r in rows] == ["D", "B", "E", "A", "C", "F", "G"]
     assert rows[0].event_time == datetime(2024, 3, 1, tzinfo=UTC)
-    kept = prepare(parse_rows(data, "jsonl"), "orders", content_hash(data), SH, keep_order=True)
-    assert [r.record["user_id"] for r in kept] == ["A", "B", "C", "D", "E", "F"]
+    kept = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH, keep_order=True)
+    assert [r.record["user_id"] for r in kept] == ["A", "B", "C", "D", "E", "F", "G"]
 
 
 def test_customers_sort_by_register_date_and_tickets_by_opened_at():
@@ -114,15 +122,15 @@ def test_customers_sort_by_register_date_and_tickets_by_opened_at():
         b'{"user_id": "A", "register_date": "2024-05-01 00:00:00"}\n'
         b'{"user_id": "B", "register_date": "2023-05-01 00:00:00"}\n'
     )
-    rows = prepare(parse_rows(data, "jsonl"), "customers", content_hash(data), SH)
+    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["customers"], SH)
     assert [r.record["user_id"] for r in rows] == ["B", "A"]
     data = b'{"user_id": "A", "opened_at": "2024-05-02"}\n{"user_id": "B", "opened_at": "2024-05-01"}\n'
-    rows = prepare(parse_rows(data, "jsonl"), "tickets", content_hash(data), SH)
+    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["tickets"], SH)
     assert [r.record["user_id"] for r in rows] == ["B", "A"]
 
 
 def test_unreadable_rows_pass_through_prepare():
-    rows = prepare(parse_rows(JSONL, "jsonl"), "orders", content_hash(JSONL), SH)
+    rows = prepare(parse_rows(JSONL, "jsonl"), MAPPINGS["orders"], SH)
     assert sum(1 for r in rows if not r.ok) == 2
     assert len(rows) == 5
 

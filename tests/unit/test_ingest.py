@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from custpulse.processors.identity import offset_id, own_event_id
 from custpulse.processors.ingest import (
     Accepted,
     IngestConfig,
@@ -19,7 +20,6 @@ from custpulse.processors.ingest import (
 )
 from custpulse.processors.masking import pii_token
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
-from custpulse.schemas.events import offset_event_id
 from custpulse.schemas.mapping import load_mappings
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -101,7 +101,8 @@ def test_source_names_values_and_types_are_standardized():
 
 
 def test_behaviour_values_map_to_canonical_types():
-    types = [run({"user_id": "U", "行为类型": v, "行为发生时间": 1763600000}, "behavior")
+    # a text time: a bare epoch number is ambiguous unless the mapping declares it (issue 9)
+    types = [run({"user_id": "U", "行为类型": v, "行为发生时间": "2025-11-20 09:00"}, "behavior")
              .event.data["behavior_type"] for v in ("浏览", "加购", "下单", "瀏覽")]
     assert types == ["browse", "add_to_cart", "order", "browse"]
 
@@ -144,8 +145,12 @@ def test_dead_letter_payloads_are_masked():
 
 
 def test_event_id_is_own_or_from_the_log_position():
-    assert run({**ORDER, "event_id": " E1 "}).event.event_id == "E1"
-    assert run(ORDER).event.event_id == offset_event_id("cp.orders", 2, 99)
+    # Since issue 9 ids are scoped by source and hashed (a raw id may be personal and "1001"
+    # may be an order and a ticket): "<source>:<rule>:<24 hex>" instead of the raw "E1" or
+    # the log position's "k-" + 16 hex. See tests/unit/test_identity.py.
+    assert run({**ORDER, "event_id": " E1 "}).event.event_id == own_event_id(
+        "orders", {"event_id": "E1"}, {})
+    assert run(ORDER).event.event_id == offset_id("orders", "cp.orders", 2, 99)
 
 
 def test_quality_flags_ride_on_the_event():
@@ -158,8 +163,10 @@ def test_quality_flags_ride_on_the_event():
     assert rules == {"iqr", "three_sigma"}
     assert out.event.data["amount"] == 1_000_000  # flagged, kept
     filled = run({**ORDER}, quality=quality).event  # channel missing: 1 of 42 < 5% -> mode
-    assert filled.data["channel"] == "app"
+    # fills are analysis-only (issue 9, finding 7): the record keeps what was observed
+    assert filled.data.get("channel") is None
     assert filled.quality["fills"][0]["method"] == "mode"
+    assert filled.quality["fills"][0]["value"] == "app"
 
 
 _json = st.recursive(

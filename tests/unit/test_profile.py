@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -45,31 +46,52 @@ def frame(events: list[CanonicalEvent]) -> pd.DataFrame:
     return pd.DataFrame([
         {"user_id": e.user_id, "source": e.source, "t": e.event_time,
          "status": e.data.get("status"), "amount": e.data.get("amount"),
-         "behavior_type": e.data.get("behavior_type")}
+         "behavior_type": e.data.get("behavior_type"), "ticket_id": e.data.get("ticket_id"),
+         "closed_at": e.data.get("closed_at"), "is_complaint": e.data.get("is_complaint"),
+         "issue_type": e.data.get("issue_type"), "satisfaction": e.data.get("satisfaction")}
         for e in events
     ])
+
+
+def to_cents(amount) -> int:
+    """CNY -> integer cents, half-up on the decimal value (the profile's money rule)."""
+    return int(Decimal(repr(float(amount))).quantize(Decimal("0.01"), ROUND_HALF_UP) * 100)
 
 
 def reference(df: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     """Profile values per user computed directly from the events (no buckets)."""
     start = pd.Timestamp(window_start(as_of))
     paid = df[(df.source == "orders") & ~df.status.isin(["returned", "refunded", "cancelled"])]
+    paid = paid.assign(cents=paid.amount.map(to_cents))
     touched = pd.concat([df[df.source == "behavior"], paid])
     hours = touched.assign(h=touched.t.map(lambda t: math.ceil(t.timestamp() / 3600)))
+    tickets = df[df.source == "tickets"]
+    closed = pd.to_datetime(tickets.closed_at, utc=True)
+    tickets = tickets.assign(
+        complaint=(tickets.is_complaint == True) | (tickets.issue_type == "complaint"),  # noqa: E712
+        open=closed.isna() | (closed > pd.Timestamp(as_of)))
     rows = {}
     for user in sorted(df.user_id.unique()):
         p = paid[paid.user_id == user]
         h = hours[hours.user_id == user]
+        k = tickets[tickets.user_id == user].groupby("ticket_id").last()  # one record each
+        rated = k.satisfaction.dropna()
         row = {
             "orders_total": len(p),
-            "monetary_total": round(p.amount.sum(), 2),
+            "monetary_total": int(p.cents.sum()) / 100,
+            "avg_order_value": (float((Decimal(int(p.cents.sum())) / len(p) / 100).quantize(
+                Decimal("0.01"), ROUND_HALF_UP)) if len(p) else None),
             "returns_total": int(((df.user_id == user) & (df.status == "returned")).sum()),
             "funnel_browse": int(((df.user_id == user) & (df.behavior_type == "browse")).sum()),
+            "tickets_total": len(k),
+            "complaints_total": int(k.complaint.sum()),
+            "open_complaints": int((k.complaint & k.open).sum()),
+            "satisfaction_mean": round(float(rated.mean()), 6) if len(rated) else None,
         }
         for days in (30, 90, 365):
             inside = p[p.t > start - pd.Timedelta(days=days)]
             row[f"frequency_{days}d"] = len(inside)
-            row[f"monetary_{days}d"] = round(inside.amount.sum(), 2)
+            row[f"monetary_{days}d"] = int(inside.cents.sum()) / 100
         for days in (7, 30):
             lower = (start - pd.Timedelta(days=days)).timestamp() / 3600
             row[f"visits_{days}d"] = int(h[h.h > lower].h.nunique())

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from custpulse.processors.quality import (
+    MEANING_FIELDS,
     MODE_CAPACITY,
     NUMERIC_FIELDS,
     OPTIONAL_FIELDS,
@@ -61,8 +62,8 @@ def test_exactly_five_percent_marks_unknown():
     t = tracker()
     feed(t, [{"amount": 10, "channel": "APP", "status": "paid"}] * 19)
     a = t.assess("orders", {"amount": 10, "status": "paid"})
-    assert a.record["channel"] == "unknown"
-    assert a.fills == (Fill("channel", "unknown", "missing_rate_over_5pct"),)
+    assert "channel" not in a.record  # fills are analysis-only: never applied
+    assert a.fills == (Fill("channel", "unknown", "unknown", "missing_rate_over_5pct"),)
     assert t.snapshot()["orders"]["channel"]["missing_rate"] == 1 / 20
 
 
@@ -71,11 +72,11 @@ def test_under_five_percent_fills_mode_then_crossing_marks_unknown():
     channels = ["APP"] * 12 + ["web"] * 8  # 20 present, mode APP
     feed(t, [{"amount": 10, "channel": c, "status": "paid"} for c in channels])
     a = t.assess("orders", {"amount": 10, "channel": "  ", "status": "paid"})  # 1/21 < 5%
-    assert a.record["channel"] == "APP"
-    assert a.fills == (Fill("channel", "mode", "missing_rate_under_5pct"),)
+    assert a.record["channel"] == "  "  # the observed value stays
+    assert a.fills == (Fill("channel", "mode", "APP", "missing_rate_under_5pct"),)
     b = t.assess("orders", {"amount": 10, "status": "paid"})  # 2/22 > 5%
-    assert b.record["channel"] == "unknown"
-    assert b.fills == (Fill("channel", "unknown", "missing_rate_over_5pct"),)
+    assert "channel" not in b.record
+    assert b.fills == (Fill("channel", "unknown", "unknown", "missing_rate_over_5pct"),)
     snap = t.snapshot()["orders"]["channel"]
     assert (snap["seen"], snap["missing"], snap["mode"]) == (22, 2, "APP")
     assert snap["missing_rate"] == 2 / 22
@@ -87,26 +88,50 @@ def test_numeric_fill_is_mean_rounded_and_not_learned():
     t = QualityTracker(opt, num, warmup=5)
     feed(t, [{"satisfaction": s} for s in [1, 1, 2] * 7], "tickets")  # 21 values, mean 4/3
     a = t.assess("tickets", {"satisfaction": None})  # 1/22 < 5%
-    assert a.record["satisfaction"] == 1.33
-    assert a.fills == (Fill("satisfaction", "mean", "missing_rate_under_5pct"),)
+    assert a.record["satisfaction"] is None  # missing stays missing
+    assert a.fills == (Fill("satisfaction", "mean", 1.33, "missing_rate_under_5pct"),)
     snap = t.snapshot()["tickets"]["satisfaction"]
     assert snap["mean"] == pytest.approx(4 / 3)  # the fill was not learned
     assert (snap["seen"], snap["missing"]) == (22, 1)
-    b = t.assess("tickets", {})  # 2/23 > 5%: numeric unknown stays None
-    assert b.record == {"satisfaction": None}
-    assert b.fills == (Fill("satisfaction", "unknown", "missing_rate_over_5pct"),)
+    b = t.assess("tickets", {})  # 2/23 > 5%: numeric unknown, the record unchanged
+    assert b.record == {}
+    assert b.fills == (Fill("satisfaction", "unknown", None, "missing_rate_over_5pct"),)
 
 
 def test_no_fill_before_warmup():
     t = QualityTracker({"orders": ("channel",)}, {}, missing_rate_limit=0.5, warmup=5)
     feed(t, [{"channel": "APP"}] * 4)
     a = t.assess("orders", {"channel": None})  # 1/5 < 50%, but only 4 usable values
-    assert a.record["channel"] == "unknown"
-    assert a.fills == (Fill("channel", "unknown", "no_fill_yet"),)
+    assert a.record["channel"] is None
+    assert a.fills == (Fill("channel", "unknown", "unknown", "no_fill_yet"),)
     feed(t, [{"channel": "APP"}] * 5)  # 9 usable
     b = t.assess("orders", {"channel": None})  # 2/11 < 50%
-    assert b.record["channel"] == "APP"
-    assert b.fills == (Fill("channel", "mode", "missing_rate_under_50pct"),)
+    assert b.record["channel"] is None
+    assert b.fills == (Fill("channel", "mode", "APP", "missing_rate_under_50pct"),)
+
+
+def test_fields_that_decide_meaning_are_never_given_a_fill():
+    t = QualityTracker(warmup=5)  # custpulse defaults: issue_type and status are optional
+    feed(t, [{"issue_type": "complaint", "satisfaction": 1}] * 60, "tickets")
+    a = t.assess("tickets", {"satisfaction": 1})  # 1/61 < 5%: the mode would be 'complaint'
+    assert a.fills[0] == Fill("issue_type", "none", None, "decides_meaning")
+    assert "issue_type" not in a.record
+    feed(t, [{"amount": 10, "status": "returned", "channel": "APP"}] * 60)
+    b = t.assess("orders", {"amount": 10, "channel": "APP"})
+    assert b.fills == (Fill("status", "none", None, "decides_meaning"),)
+    assert MEANING_FIELDS >= {"status", "issue_type", "is_complaint", "behavior_type"}
+
+
+def test_fills_are_never_applied_to_the_record():
+    t = QualityTracker(warmup=3)
+    feed(t, [{"region": "北京市", "member_level": "gold"}] * 40, "customers")
+    rec = {"region": None, "member_level": ""}
+    a = t.assess("customers", rec)
+    assert a.record == rec  # observed values as they were; the fills ride beside them
+    by_field = {f.field: f for f in a.fills}
+    assert (by_field["region"].value, by_field["member_level"].value) == ("北京市", "gold")
+    assert by_field["industry"] == Fill("industry", "unknown", "unknown",
+                                        "missing_rate_over_5pct")
 
 
 def test_present_junk_is_left_untouched():
@@ -199,7 +224,8 @@ def test_flags_json_ready():
         "high": 14.0,
     }
     assert flags["fills"] == [
-        {"field": "channel", "method": "unknown", "reason": "missing_rate_over_5pct"}
+        {"field": "channel", "method": "unknown", "value": "unknown",
+         "reason": "missing_rate_over_5pct"}
     ]
 
 
@@ -213,7 +239,8 @@ def test_input_not_mutated_and_new_dict_returned():
     before = copy.deepcopy(rec)
     a = t.assess("orders", rec)
     assert rec == before
-    assert a.record is not rec and a.record["channel"] == "APP"
+    assert a.record is not rec and a.record == rec  # observed values, no fill
+    assert a.fills[0].value == "APP"
     assert a.record["extra"] == [1]
 
 
