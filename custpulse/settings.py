@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="An input (raw topic partition) that delivered nothing for "
         "this many wall-clock seconds no longer holds the watermark back."
     )
+    align_s: float = Field(
+        1.0, ge=0, le=60, description="The ingest stage holds events back while an input that "
+        "delivered within this many seconds may still send earlier ones (event-time merge)."
+    )
     freshness_horizon_s: float = Field(
         86_400.0, ge=0, description="Segment moves whose event time is older than wall-clock "
         "time minus this many seconds are marked historical and send no campaign trigger."

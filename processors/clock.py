@@ -5,9 +5,11 @@ source): an input's time is the latest event time it has delivered. The worker's
 the **minimum over the active inputs** minus the allowed lateness, as in Flink and Bytewax: a
 source that runs ahead (behaviour imported before orders) does not drag the others along. An
 input that delivered nothing for ``idle_timeout`` of wall-clock time is idle and no longer holds
-the watermark back; when every input is idle, the watermark is the latest time of all of them
-(the end of the data has been reached: idle customers may age to it). The watermark never
-moves back.
+the watermark back, unless it still has records not yet read (the ingest stage reports those:
+such an input is active whatever the wall clock says, and one that has delivered nothing
+yet holds the watermark where it is); when every input is idle, the watermark is the latest
+time of all of them (the end of the data has been reached: idle customers may age to it). The
+watermark never moves back.
 
 With ``mode="wall"`` it also follows wall-clock time minus the lateness, so customers keep
 ageing while no events arrive (live operation); with ``mode="follow"`` (replays, tests) it moves
@@ -44,6 +46,12 @@ class Watermark:
     _inputs: dict[str, tuple[datetime, datetime]] = field(default_factory=dict, repr=False)
     """input -> (latest event time, wall-clock time of its last event)."""
     _floor: datetime | None = field(default=None, repr=False)
+    _lagging: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def set_lagging(self, inputs: set[str] | frozenset[str]) -> None:
+        """The inputs that still have records not yet read (whatever the wall clock says,
+        they are active; one that has delivered nothing yet holds the watermark where it is)."""
+        self._lagging = frozenset(inputs)
 
     def observe(self, event_time: datetime, wall: datetime, input: str = "default") -> None:
         """Note that ``input`` delivered an event of ``event_time`` at wall-clock ``wall``
@@ -65,8 +73,11 @@ class Watermark:
     def current(self, wall: datetime) -> datetime | None:
         """The watermark at wall-clock time ``wall`` (aware), or None before any event."""
         candidates = []
+        if any(name not in self._inputs for name in self._lagging):
+            return self._floor  # an input with unread records and no time yet: wait for it
         if self._inputs:
-            active = [t for t, seen in self._inputs.values() if wall - seen < self.idle_timeout]
+            active = [t for name, (t, seen) in self._inputs.items()
+                      if wall - seen < self.idle_timeout or name in self._lagging]
             base = min(active) if active else max(t for t, _ in self._inputs.values())
             candidates.append(base - self.lateness)
         if self.mode == "wall":

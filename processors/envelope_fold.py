@@ -46,7 +46,7 @@ from typing import Any
 
 from custpulse.processors.counting import apply_count
 from custpulse.processors.lifecycle import Decision, decide, evaluated_at, next_deadline_of, resend
-from custpulse.processors.profile import fold_profile, prune
+from custpulse.processors.profile import fold_profile, prune, retire_tickets
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import to_iso
 
@@ -154,10 +154,15 @@ class EnvelopeFold:
     the freshness horizon of campaign triggers)."""
 
     def __init__(self, library: Any, max_ids: int,
-                 freshness: timedelta = DEFAULT_FRESHNESS) -> None:
+                 freshness: timedelta = DEFAULT_FRESHNESS,
+                 rewrite_duplicates: bool = False) -> None:
         self.library = library
         self.max_ids = max_ids
         self.freshness = freshness
+        self.rewrite_duplicates = rewrite_duplicates
+        """With a store that survives a crash on its own (RocksDB), the local value may hold
+        writes whose changelog send was never acknowledged: a customer with redelivered
+        events is then written again, so the changelog gets what the offsets claim."""
 
     def fold(self, records: list[Any], lookup: Callable[[str], Value | None],
              now: datetime) -> EnvelopeResult:
@@ -192,6 +197,7 @@ class EnvelopeFold:
                     by = tick_cause(until)
                     if not self._advance(user_id, c, until, by, now, historical_before):
                         c.resend.append(by)  # nothing due: maybe a redelivered tick
+                        _resend(c, by)
                 continue
             try:
                 if not isinstance(record, dict):
@@ -208,10 +214,6 @@ class EnvelopeFold:
         for user_id, c in customers.items():
             value = c.value
             seg = value.get("seg")
-            for cause in c.resend:
-                for alert in resend(seg, cause):
-                    if alert not in c.alerts:
-                        c.alerts.append(alert)
             if c.dirty:
                 at = evaluated_at(seg)
                 if at is not None:
@@ -247,9 +249,13 @@ class EnvelopeFold:
                 event.source, index, event.to_wire()))
             return
         if verdict == "duplicate":
-            # A redelivery: re-send what this event decided (same alert ids), re-mirror.
+            # A redelivery: re-send what this event decided (same alert ids, in place, in
+            # decision order), re-mirror.
             result.duplicates[event.source] += 1
             c.resend.append(event.event_id)
+            _resend(c, event.event_id)
+            if self.rewrite_duplicates:
+                c.dirty = True
             return
         result.accepted[event.source] += 1
         c.dirty = c.mirror = True
@@ -267,8 +273,9 @@ class EnvelopeFold:
         decision = decide(value["profile"], seg, as_of, library=self.library,
                           user_id=event.user_id, cause=event.event_id, event_time=moment,
                           processing_time=now, late=late,
-                          historical_before=historical_before)
+                          historical_before=historical_before, write=_next_write(value))
         _apply(c, decision)
+        retire_tickets(value["profile"], as_of)
 
     def _advance(self, user_id: str, c: _Customer, until: datetime, by: str, now: datetime,
                  historical_before: datetime) -> bool:
@@ -278,8 +285,8 @@ class EnvelopeFold:
         seg = value.get("seg")
         if seg is None:
             return False
-        if "next_deadline" not in seg:
-            # a value written before deadlines were stored: find it once
+        if "next_deadline" not in seg or seg.get("rule_version") != self.library.version:
+            # a value written before deadlines were stored, or under other rules: find it
             at = evaluated_at(seg)
             if at is None:
                 return False
@@ -297,11 +304,25 @@ class EnvelopeFold:
             decision = decide(value["profile"], seg, deadline, library=self.library,
                               user_id=user_id, cause=timer_cause(deadline),
                               event_time=deadline, processing_time=now, late=False,
-                              historical_before=historical_before, by=by)
+                              historical_before=historical_before, by=by,
+                              write=_next_write(value))
             _apply(c, decision)
+            retire_tickets(value["profile"], deadline)
             c.dirty = True
             applied = True
         return applied
+
+
+def _next_write(value: Value) -> int:
+    """The version of the table write that will carry this envelope's decisions."""
+    return int(value.get("version") or 0) + 1
+
+
+def _resend(c: _Customer, cause: str) -> None:
+    """Queue, in place, the alerts remembered for ``cause`` (a redelivered record)."""
+    for alert in resend(c.value.get("seg"), cause):
+        if alert not in c.alerts:
+            c.alerts.append(alert)
 
 
 def _apply(c: _Customer, decision: Decision) -> None:

@@ -7,9 +7,10 @@ The segment state kept next to the profile (JSON-ready)::
      "evaluated_at": "<iso>",                          # as_of of the last evaluation
      "next_deadline": "<iso, microseconds>" | None,    # when time alone changes the result
      "recent": [{"cause": "<event id | timer:...>", "by": "<record that applied it>",
-                 "alerts": [...]}, ...]}
+                 "alerts": [...], "w": <version of the write>}, ...]}
 
-``recent`` keeps the alerts of the last :data:`RECENT_CAUSES` evaluations that produced any,
+``recent`` keeps the alerts of the evaluations that produced any among the customer's last
+:data:`RECENT_WRITES` table writes (``w``: the write's version),
 so that a redelivered record (after a crash between the durable state write and the alert
 send) re-sends the same alerts with the same ids instead of losing them. ``by`` is the record
 whose processing made the evaluation: the event itself, or, for deadlines applied before a
@@ -29,9 +30,14 @@ from custpulse.schemas.segments import TagLibrary
 from custpulse.schemas.times import to_iso
 
 SegState = dict[str, Any]
-RECENT_CAUSES = 50
-"""Causes whose alerts are remembered for re-sending: more than one commit interval's worth
-of alert-producing evaluations of one customer."""
+RECENT_WRITES = 48
+"""Alerts are remembered for re-sending for the evaluations of the customer's last this many
+table writes: more than the envelopes that can be folded and not yet announced (the delivery
+protocol holds at most 2 x 16 + 1), since each envelope writes a customer at most once."""
+RECENT_MAX_ENTRIES = 2000
+"""A hard bound on remembered alert-producing evaluations per customer (beyond it the oldest
+are forgotten: only a customer with more than this many moves among its last writes could
+then miss a re-send after a crash)."""
 
 
 @dataclass(frozen=True)
@@ -69,13 +75,15 @@ def decide(
     late: bool,
     historical_before: datetime | None = None,
     by: str | None = None,
+    write: int = 0,
 ) -> Decision:
     """Evaluate ``profile`` as of ``as_of``; compare with ``seg``; build alerts for each move.
 
     ``as_of`` must not be before ``seg``'s ``evaluated_at`` (callers keep it monotone).
     Alerts whose ``event_time`` is before ``historical_before`` (wall clock minus the
     freshness horizon) are marked ``historical``. ``by``: the record that made this
-    evaluation (default: ``cause``), remembered for re-sending.
+    evaluation (default: ``cause``), remembered for re-sending; ``write``: the version of the
+    table write that will carry this evaluation (retention of remembered alerts).
     """
     view = profile_view(profile, as_of)
     history = None
@@ -108,7 +116,7 @@ def decide(
         "tags": list(new.tags),
         "rule_version": library.version,
         "evaluated_at": as_of.astimezone(UTC).isoformat(),  # microseconds: deadlines are exact
-        "recent": _remember(seg, cause, by or cause, alerts),
+        "recent": _remember(seg, cause, by or cause, alerts, write),
     }
     history_after = {"segment": new.segment, "since": since}
     candidates = [
@@ -124,12 +132,13 @@ def decide(
 
 
 def _remember(seg: SegState | None, cause: str, by: str,
-              alerts: list[dict[str, Any]]) -> list[Any]:
-    recent = [r for r in (seg or {}).get("recent") or [] if isinstance(r, dict)]
+              alerts: list[dict[str, Any]], write: int) -> list[Any]:
+    recent = [r for r in (seg or {}).get("recent") or [] if isinstance(r, dict)
+              and int(r.get("w") or 0) > write - RECENT_WRITES]
     if alerts:
         recent = [r for r in recent if r.get("cause") != cause]
-        recent.append({"cause": cause, "by": by, "alerts": alerts})
-    return recent[-RECENT_CAUSES:]
+        recent.append({"cause": cause, "by": by, "alerts": alerts, "w": write})
+    return recent[-RECENT_MAX_ENTRIES:]
 
 
 def resend(seg: SegState | None, cause: str) -> list[dict[str, Any]]:

@@ -373,6 +373,16 @@ def prune(s: ProfileState | None, as_of: datetime) -> None:
     channel_floor = _ms(window_start(as_of) - timedelta(days=CHANNEL_WINDOW_DAYS))
     s["activity"]["channels"] = {c: t for c, t in s["activity"]["channels"].items()
                                  if t > channel_floor}
+    retire_tickets(s, as_of)
+
+
+def retire_tickets(s: ProfileState | None, as_of: datetime) -> None:
+    """Retire tickets whose last status is older than the ticket horizon as of ``as_of`` into
+    aggregates (in place). Callers run it after every evaluation, so which tickets are retired
+    depends only on the customer's records and their order, not on batching."""
+    if s is None:
+        return
+    _current(s, in_place=True)
     service = s["service"]
     ticket_floor = _ms(window_start(as_of) - timedelta(days=TICKET_HORIZON_DAYS))
     old = [tid for tid, tk in service["tickets"].items()

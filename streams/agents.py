@@ -86,7 +86,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     ops = OpsMonitor()
 
     folder = EnvelopeFold(library, settings.dedupe_max_ids,
-                          timedelta(seconds=settings.freshness_horizon_s))
+                          timedelta(seconds=settings.freshness_horizon_s),
+                          rewrite_duplicates=settings.store == "rocksdb://")
 
     @app.service
     class Ingest(IngestStage):
@@ -206,7 +207,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             at = evaluated_at(seg)
             if at is None:
                 continue
-            if seg is not None and "next_deadline" in seg:
+            if seg is not None and "next_deadline" in seg and (
+                    seg.get("rule_version") == library.version):
                 deadline = next_deadline_of(seg)
             else:
                 deadline = decide(value["profile"], seg, at, library=library,

@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
 
 from custpulse.processors.clock import Watermark
 from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
+from custpulse.processors.merge import EventTimeMerge
 from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
@@ -70,6 +71,20 @@ class _Batch:
             metrics.deadlettered.labels(source, code).inc(n)
 
 
+class _Forget(ConsumerRebalanceListener):
+    """Revoked raw partitions: forget what the merge holds for them (the next owner re-reads
+    it from the committed offsets, which never pass a held event)."""
+
+    def __init__(self, stage: IngestStage) -> None:
+        self.stage = stage
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.stage._forget(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
 class IngestStage(Service):
     """Consumes the raw topics in batches and produces envelopes (see the module doc)."""
 
@@ -92,6 +107,9 @@ class IngestStage(Service):
         self._producer: AIOKafkaProducer | None = None
         self._partitions = 0
         self._done: dict[Any, int] = {}  # acknowledged, not yet committed offsets
+        self._merge = EventTimeMerge()
+        self._next: dict[Any, int] = {}  # per raw partition: the offset after the last read
+        self._seen_at: dict[Any, float] = {}  # per raw partition: monotonic time of its last read
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -105,13 +123,14 @@ class IngestStage(Service):
         # the worker checked at start that the topic has exactly CUSTPULSE_PARTITIONS
         self._partitions = s.partitions
         self._consumer = AIOKafkaConsumer(
-            *self.source_of, bootstrap_servers=s.kafka_bootstrap,
+            bootstrap_servers=s.kafka_bootstrap,
             group_id=s.ingest_group, client_id=s.ingest_group,
             enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(max(1.0, s.session_timeout_s / 10) * 1000),
             max_poll_records=s.batch_max_records,
         )
+        self._consumer.subscribe(list(self.source_of), listener=_Forget(self))
         await self._consumer.start()
         log.info("ingest stage consuming %s into %d partitions of %s",
                  ", ".join(sorted(self.source_of)), self._partitions, s.events_topic)
@@ -136,7 +155,7 @@ class IngestStage(Service):
                 batches = await self._consumer.getmany(
                     timeout_ms=100 if in_flight else 200,
                     max_records=self.settings.batch_max_records)
-                if batches:
+                if batches or len(self._merge):
                     in_flight.append(await self._handle(batches))
                 if len(in_flight) >= MAX_IN_FLIGHT:
                     await in_flight[0].acked
@@ -152,7 +171,10 @@ class IngestStage(Service):
                     self._done.update(batch.offsets)
                 idle = not batches
                 if self._done and (idle or time.monotonic() - last_commit >= COMMIT_INTERVAL_S):
-                    await self._consumer.commit(dict(self._done))
+                    mine = self._consumer.assignment()
+                    committable = {tp: o for tp, o in self._done.items() if tp in mine}
+                    if committable:
+                        await self._consumer.commit(committable)
                     self._done.clear()
                     last_commit = time.monotonic()
             except asyncio.CancelledError:
@@ -165,14 +187,53 @@ class IngestStage(Service):
                     batch.acked.cancel()
                 in_flight.clear()
                 self._done.clear()
+                self._forget(list(self._next))
                 await asyncio.sleep(RETRY_DELAY_S)
                 try:
                     await self._consumer.seek_to_committed()
                 except KafkaError as again:
                     log.warning("seek to committed offsets failed (%s)", type(again).__name__)
 
+    def _forget(self, tps: list[Any]) -> None:
+        """Drop what is held for ``tps`` (revoked, or about to be re-read from committed
+        offsets: nothing held was committed)."""
+        self._merge.drop(f"{tp.topic}:{tp.partition}" for tp in tps)
+        for tp in tps:
+            self._next.pop(tp, None)
+            self._seen_at.pop(tp, None)
+
+    def _lagging(self) -> set[str]:
+        """Inputs with records not yet read, or not yet fetched at all (their highwater is
+        unknown or ahead of what we read): they hold the watermark (no tick passes them)."""
+        assert self._consumer is not None
+        out = set()
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            nxt = self._next.get(tp)
+            if end is None or nxt is None or end > nxt:
+                out.add(f"{tp.topic}:{tp.partition}")
+        return out
+
+    def _holding(self) -> set[str]:
+        """Inputs that may still deliver earlier events, so later events of other inputs wait
+        for them: those with records not yet read (their highwater is ahead of what we read)
+        and those that delivered within the last ``CUSTPULSE_ALIGN_S`` (a producer still
+        sending). Live, this delays an event by at most that long."""
+        assert self._consumer is not None
+        out = set()
+        recent = time.monotonic() - self.settings.align_s
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            nxt = self._next.get(tp)
+            if (end is not None and nxt is not None and end > nxt) or (
+                    self._seen_at.get(tp, -1e18) > recent):
+                out.add(f"{tp.topic}:{tp.partition}")
+        return out
+
     async def _handle(self, batches: dict[Any, list[Any]]) -> _Batch:
-        """Ingest one poll and hand its envelopes and dead letters to the producer."""
+        """Ingest one poll: dead letters go out at once, accepted events through the
+        event-time merge (:class:`~custpulse.processors.merge.EventTimeMerge`), whatever it
+        releases is packed into envelopes and handed to the producer."""
         now = datetime.now(UTC)
         by_partition: dict[int, list[tuple[dict[str, Any], int]]] = defaultdict(list)
         letters: list[bytes] = []
@@ -192,13 +253,11 @@ class IngestStage(Service):
                     # accepted records count at their own event time, rejected ones (which
                     # may have none) at the watermark of what this stage has accepted
                     self.ops_clock.observe(event.event_time, now, "accepted")
-                    if name not in times or event.event_time > times[name]:
-                        times[name] = event.event_time
                     self.ops.observe("in", event.event_time)
-                    wire = event.to_wire()
                     size = len(message.value or b"") + 256
-                    by_partition[partition_for(event.user_id, self._partitions)].append(
-                        (wire, size))
+                    self._merge.add(name, message.offset, event.event_time,
+                                    (partition_for(event.user_id, self._partitions),
+                                     event.to_wire(), size))
                 else:
                     at = self.ops_clock.current(now) or now
                     self.ops.observe("in", at)
@@ -208,8 +267,22 @@ class IngestStage(Service):
                         outcome.code, outcome.field, outcome.message, source, now,
                         outcome.payload, topic=position.topic, partition=position.partition,
                         offset=position.offset)).encode())
+            if messages:
+                self._next[tp] = messages[-1].offset + 1
+                self._seen_at[tp] = time.monotonic()
+        assert self._consumer is not None
+        for tp in self._consumer.assignment():
+            if tp not in self._next:  # nothing read yet: we are at the committed position
+                self._next[tp] = await self._consumer.position(tp)
+        self.clock.set_lagging(self._lagging())
+        for name, _offset, moment, (partition, wire, size) in self._merge.release(
+                self._holding()):
+            by_partition[partition].append((wire, size))
+            if name not in times or moment > times[name]:
+                times[name] = moment
         acked = await self._send_all(by_partition, letters)
-        offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+        offsets = {tp: self._merge.commit_offset(f"{tp.topic}:{tp.partition}", nxt)
+                   for tp, nxt in self._next.items()}
         return _Batch(acked, offsets, counts, rejected, times)
 
     async def _send_all(self, by_partition: dict[int, list[tuple[dict[str, Any], int]]],

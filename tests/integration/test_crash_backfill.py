@@ -97,3 +97,26 @@ def test_sigkill_twice_during_a_default_size_backfill_loses_nothing(
                         for u, p in profiles.items()}).T.sort_index()
     pd.testing.assert_frame_equal(got[["n", "cents"]], expected[["n", "cents"]],
                                   check_names=False, check_dtype=False)
+
+    # A full re-import (every order a redelivery): nothing changes, and Redis segment sets
+    # are exactly what the table values say.
+    result = subprocess.run([CLI, "import", "orders", str(orders), "--no-progress"],
+                            env=env_for(settings), cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    wait_drained(settings, worker, timeout=900)
+    table = table_from_changelog(settings, PROFILES)
+    assert sum(v["dedupe"]["by_source"].get("orders", 0) for v in table.values()) == ORDERS
+    client = redis.Redis.from_url(settings.redis_url)
+    for group, name in (("value", "segment"), ("activity", "activity_segment")):
+        want: dict[str, set[str]] = {}
+        for user, value in table.items():
+            want.setdefault(value["seg"][name], set()).add(user)
+        keys = client.keys(settings.redis_key("segment", group, "*"))
+        got_sets = {k.decode().rsplit(":", 1)[1]: {m.decode() for m in client.smembers(k)}
+                    for k in keys}
+        got_sets = {k: v for k, v in got_sets.items() if v}
+        assert got_sets.keys() == want.keys(), (group, sorted(got_sets), sorted(want))
+        for segment, users in want.items():
+            assert got_sets[segment] == users, (group, segment, len(got_sets[segment] ^ users))
+    client.close()

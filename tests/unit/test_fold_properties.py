@@ -97,8 +97,11 @@ def _fold(envelopes: list[list[Any]], table: dict[str, Any] | None = None,
 
 
 def _state(table: dict[str, Any]) -> dict[str, Any]:
-    """Every field of every value except ``version`` (which counts writes, so batching)."""
-    return {u: {k: v for k, v in value.items() if k != "version"} for u, value in table.items()}
+    """Every field of every value except the write bookkeeping: ``version`` (it counts
+    writes, so batching) and ``seg.recent`` (alerts remembered for re-sending, kept for the
+    customer's last writes)."""
+    return {u: {k: ({**v, "recent": None} if k == "seg" and v else v)
+                for k, v in value.items() if k != "version"} for u, value in table.items()}
 
 
 def _flat(alerts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from custpulse.processors.lifecycle import RECENT_CAUSES, decide, resend
+from custpulse.processors.lifecycle import RECENT_MAX_ENTRIES, RECENT_WRITES, decide, resend
 from custpulse.processors.profile import fold_profile
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.segments import load_library
@@ -55,12 +55,26 @@ def test_alert_ids_are_stable_and_resent_for_the_same_cause():
     assert resend(a.seg, "other") == []
 
 
-def test_recent_causes_are_bounded():
-    seg = {"recent": []}
+def test_remembered_alerts_cover_the_last_writes_and_are_bounded():
     profile = _profile()
     as_of = T + timedelta(hours=4)
-    for i in range(RECENT_CAUSES + 10):
-        # no segment yet: every evaluation is a first one, with moves to remember
-        seg = {"recent": _decide(profile, seg, as_of, f"c{i}").seg["recent"]}
-    assert len(seg["recent"]) == RECENT_CAUSES
-    assert resend(seg, f"c{RECENT_CAUSES + 9}") and not resend(seg, "c0")
+
+    def remember(n: int, writes_per: int) -> dict:
+        seg = {"recent": []}
+        for i in range(n):
+            # no segment yet: every evaluation is a first one, with moves to remember
+            seg = {"recent": decide(profile, seg, as_of, library=LIB, user_id="U1",
+                                    cause=f"c{i}", event_time=as_of, processing_time=as_of,
+                                    late=False, write=i // writes_per).seg["recent"]}
+        return seg
+
+    # many moves in few writes (all possibly unannounced at a crash): all kept
+    seg = remember(300, 100)
+    assert len(seg["recent"]) == 300 and resend(seg, "c0")
+    # one move per write: those of the last RECENT_WRITES writes are kept
+    seg = remember(RECENT_WRITES + 10, 1)
+    assert len(seg["recent"]) == RECENT_WRITES
+    assert resend(seg, f"c{RECENT_WRITES + 9}") and not resend(seg, "c9")
+    # the hard bound
+    seg = remember(RECENT_MAX_ENTRIES + 5, 10**6)
+    assert len(seg["recent"]) == RECENT_MAX_ENTRIES and not resend(seg, "c0")
