@@ -44,6 +44,7 @@ from custpulse.state.redis_mirror import (
 from custpulse.state.tables import ProfileStore, profiles_table
 from custpulse.streams.ingest_stage import IngestStage
 from custpulse.streams.metrics import Metrics
+from custpulse.streams.recovery_guard import SeekAfterRecovery
 
 log = logging.getLogger("custpulse.agents")
 
@@ -196,6 +197,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         finally:
             task.cancel()
             await client.aclose()
+
+    SeekAfterRecovery(app).arm()
 
     @app.on_rebalance_complete.connect
     async def rebuild_deadlines(sender: Any, **kwargs: Any) -> None:
