@@ -55,6 +55,12 @@ def stack() -> Settings:
 
 @pytest.fixture
 def settings(stack: Settings) -> Iterator[Settings]:
+    yield from isolated_settings()
+
+
+def isolated_settings() -> Iterator[Settings]:
+    """Settings with a fresh topic prefix, app id and Redis prefix; afterwards their Redis keys
+    and topics are removed (a generator for fixtures: ``yield from isolated_settings()``)."""
     tag = "it" + uuid.uuid4().hex[:8]
     s = load_settings(topic_prefix=f"{tag}.", app_id=f"custpulse-{tag}", redis_prefix=f"{tag}:")
     yield s

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from custpulse.processors.importing import parse_rows, prepare
 from custpulse.schemas.mapping import load_mapping
-from custpulse.settings import SOURCES, Settings, load_settings
+from custpulse.settings import SOURCES, Settings
 from custpulse.state.redis_mirror import decode_profile
 from custpulse.state.tables import PROFILES
 from custpulse.streams.admin import consumer_lag, ensure_topics
 
-from .conftest import WorkerProcess, free_port, run_cli, wait_drained
+from .conftest import WorkerProcess, free_port, isolated_settings, run_cli, wait_drained
 from .kafka_read import end_offsets, read_events, read_topic, table_from_changelog
 from .test_pipeline import observed_redis, observed_table
 
@@ -300,19 +299,7 @@ def test_a_reexported_file_with_appended_rows_imports_only_the_new_rows(
 def other_settings(stack: Settings) -> Iterator[Settings]:
     """A second, separate test prefix (topics, groups, Redis keys), cleaned up like
     ``settings``."""
-    tag = "it" + uuid.uuid4().hex[:8]
-    s = load_settings(topic_prefix=f"{tag}.", app_id=f"custpulse-{tag}", redis_prefix=f"{tag}:")
-    yield s
-    client = redis.Redis.from_url(s.redis_url)
-    keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-    admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap)
-    ours = [t for t in admin.list_topics() if t.startswith((f"{tag}.", f"custpulse-{tag}-"))]
-    if ours:
-        admin.delete_topics(ours)
-    admin.close()
+    yield from isolated_settings()
 
 
 def importer_records(settings: Settings, folder: Path) -> list[tuple[str, Any]]:
