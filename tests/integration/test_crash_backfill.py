@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import redis
 
 from custpulse.settings import Settings
@@ -58,6 +59,7 @@ def order_history(path: Path, seed: int = 7) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.timeout(1500)  # a realistic size: 70k orders twice (~550-650 s here); waits inside are bounded
 def test_sigkill_twice_during_a_default_size_backfill_loses_nothing(
     settings: Settings, worker: WorkerProcess, tmp_path: Path
 ):
