@@ -42,6 +42,7 @@ from custpulse.state.redis_mirror import (
     write_quality,
 )
 from custpulse.state.tables import ProfileStore, profiles_table
+from custpulse.streams.exact_offsets import AHEAD, BEHIND, ExactOffsetsConsumer, LogOrder
 from custpulse.streams.ingest_stage import IngestStage
 from custpulse.streams.metrics import Metrics
 from custpulse.streams.recovery_guard import SeekAfterRecovery
@@ -50,6 +51,8 @@ log = logging.getLogger("custpulse.agents")
 
 QUALITY_PUBLISH_INTERVAL_S = 5.0
 DEADLINE_INTERVAL_S = 0.5
+HEAL_INTERVAL_S = 1.0  # seconds between stall checks of the events partitions
+REFETCH_S = 2.0  # at most one re-fetch per events partition in this many seconds
 OPS_INTERVAL_S = 10.0
 ANNOUNCE_QUEUE = 16
 """Envelopes folded but not yet acknowledged (then the fold waits: back pressure)."""
@@ -164,6 +167,28 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 await app.crash(exc)
                 raise
 
+        exact = app.consumer if isinstance(app.consumer, ExactOffsetsConsumer) else None
+        order = LogOrder()
+        refetched: dict[Any, float] = {}
+
+        async def admit(consumer: ExactOffsetsConsumer, message: Any) -> str:
+            consumer.delivered()
+            tp = message.tp
+            known = order.generation == message.generation_id and order.expected(tp) is not None
+            floor = None if known else await consumer.floor(tp)
+            return order.admit(tp, message.offset, message.generation_id, floor)
+
+        async def refetch(consumer: ExactOffsetsConsumer, tp: Any) -> None:
+            at = time.monotonic()
+            if at - refetched.get(tp, -REFETCH_S) < REFETCH_S:
+                return  # one re-fetch is on its way
+            refetched[tp] = at
+            offset = order.expected(tp)
+            assert offset is not None
+            await consumer.refetch(tp, offset)
+            log.info("%s:%d: envelopes after offset %d arrived before it; fetching from it again",
+                     tp.topic, tp.partition, offset)
+
         task = asyncio.ensure_future(deliver())
         try:
             async for event in manual.events():
@@ -171,6 +196,15 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     task.result()  # the protocol failed: fail the agent with its error
                 started = time.perf_counter()
                 message = event.message
+                if exact is not None:
+                    verdict = await admit(exact, message)
+                    if verdict == BEHIND:  # a copy: acknowledged after the one already taken
+                        await delivery.submit(event, [], {}, started)
+                        continue
+                    if verdict == AHEAD:  # its predecessors were dropped: read them again
+                        exact.forget(message)
+                        await refetch(exact, message.tp)
+                        continue
                 position = Position(message.topic, message.partition, message.offset)
                 try:
                     records = unpack(event.value)
@@ -199,6 +233,19 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             await client.aclose()
 
     SeekAfterRecovery(app).arm()
+
+    @app.timer(HEAL_INTERVAL_S)
+    async def heal_partitions() -> None:
+        """Fetch again an events partition whose head Faust dropped (see exact_offsets)."""
+        consumer = app.consumer
+        if not isinstance(consumer, ExactOffsetsConsumer):
+            return
+        try:
+            await consumer.heal()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failed look is retried in a second
+            log.warning("partition stall check failed (%s: %s)", type(exc).__name__, exc)
 
     @app.on_rebalance_complete.connect
     async def rebuild_deadlines(sender: Any, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from custpulse.settings import Settings
 from custpulse.streams.agents import register_agents
+from custpulse.streams.exact_offsets import exact_transport
 from custpulse.streams.metrics import Metrics, create_metrics
 
 
@@ -14,12 +15,24 @@ def broker_urls(settings: Settings) -> list[str]:
     return [f"kafka://{s.strip()}" for s in settings.kafka_bootstrap.split(",") if s.strip()]
 
 
+class CustpulseApp(faust.App):
+    """Faust's app with a transport chosen by custpulse (exact commits on the events topic,
+    see :mod:`custpulse.streams.exact_offsets`)."""
+
+    transport_class: type | None = None
+
+    def _new_transport(self):  # type: ignore[no-untyped-def]
+        if self.transport_class is None:
+            return super()._new_transport()
+        return self.transport_class(self.conf.broker_consumer, self)
+
+
 def create_app(
     settings: Settings, registry: CollectorRegistry | None = None
 ) -> tuple[faust.App, Metrics]:
     """A Faust app with custpulse's topics, tables and agents. The app id is the consumer
     group and the prefix of changelog topics (``<app_id>-profiles-changelog``)."""
-    app = faust.App(
+    app = CustpulseApp(
         settings.app_id,
         broker=broker_urls(settings),
         store=settings.store,
@@ -36,6 +49,7 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
     )
+    app.transport_class = exact_transport([settings.events_topic])
     metrics = create_metrics(registry if registry is not None else CollectorRegistry())
     register_agents(app, settings, metrics)
     return app, metrics

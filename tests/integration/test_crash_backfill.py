@@ -26,12 +26,20 @@ from custpulse.state.redis_mirror import scan_profiles
 from custpulse.state.tables import PROFILES
 
 from .conftest import CLI, ROOT, WorkerProcess, env_for, wait_drained
-from .kafka_read import table_from_changelog
+from .kafka_read import read_events, table_from_changelog
 
 CUSTOMERS = 23_500
 ORDERS = 70_000
 END = datetime(2026, 10, 31, tzinfo=UTC)
 MONTHS = 18
+
+
+def where(settings: Settings, users: list[str]) -> str:
+    """For a failure message: whether the lost customers' orders reached <prefix>events (then
+    the fold lost them) or not (the ingest stage did)."""
+    on_events = {e["user_id"] for e in read_events(settings)}
+    there = sum(u in on_events for u in users)
+    return f"{there} of {len(users)} have orders on the events topic"
 
 
 def order_history(path: Path, seed: int = 7) -> pd.DataFrame:
@@ -86,9 +94,10 @@ def test_sigkill_twice_during_a_default_size_backfill_loses_nothing(
     counts = pd.Series({u: v["dedupe"]["by_source"].get("orders", 0) for u, v in table.items()},
                        name="n").sort_index()
     missing = sorted(set(expected.index) - set(counts.index))
-    assert missing == [], f"{len(missing)} customers missing from the table"
+    assert missing == [], f"{len(missing)} customers missing from the table ({where(settings, missing)})"
     diff = (counts - expected["n"]).loc[lambda d: d != 0]
-    assert diff.empty, f"{len(diff)} customers with wrong counts, e.g. {diff.head().to_dict()}"
+    assert diff.empty, (f"{len(diff)} customers with wrong counts, e.g. {diff.head().to_dict()} "
+                        f"({where(settings, list(diff.index))})")
 
     client = redis.Redis.from_url(settings.redis_url)
     profiles = scan_profiles(client, settings)
