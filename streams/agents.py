@@ -172,26 +172,58 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         refetched: dict[Any, float] = {}
 
         async def admit(consumer: ExactOffsetsConsumer, message: Any) -> str:
-            consumer.delivered()
+            """NEXT, BEHIND or AHEAD (see LogOrder); AHEAD also when the resume point of the
+            partition cannot be looked up now (the message is fetched again later)."""
             tp = message.tp
+            consumer.delivered(tp)
+            if order.generation != message.generation_id:
+                refetched.clear()
             known = order.generation == message.generation_id and order.expected(tp) is not None
-            floor = None if known else await consumer.floor(tp)
-            return order.admit(tp, message.offset, message.generation_id, floor)
+            if known:
+                verdict = order.admit(tp, message.offset, message.generation_id, None)
+            else:
+                try:
+                    floor = await consumer.floor(tp)
+                except Exception as exc:  # revoked meanwhile, broker unreachable: later
+                    log.warning("%s:%d: resume point unknown (%s); reading it again later",
+                                tp.topic, tp.partition, type(exc).__name__)
+                    return AHEAD
+                verdict = order.admit(tp, message.offset, message.generation_id, floor)
+            if verdict != AHEAD:
+                consumer.admitted(message)
+            return verdict
 
         async def refetch(consumer: ExactOffsetsConsumer, tp: Any) -> None:
             at = time.monotonic()
             if at - refetched.get(tp, -REFETCH_S) < REFETCH_S:
                 return  # one re-fetch is on its way
             refetched[tp] = at
-            offset = order.expected(tp)
-            assert offset is not None
-            await consumer.refetch(tp, offset)
+            try:
+                start = await consumer.floor(tp)  # the log start, if what we wait for expired
+                offset = order.expected(tp)
+                if offset is None or offset < start:
+                    order.skip_to(tp, start)
+                    offset = start
+                await consumer.refetch(tp, offset)
+            except Exception as exc:  # revoked meanwhile, broker unreachable: the heal retries
+                log.warning("%s:%d: re-fetch failed (%s)", tp.topic, tp.partition,
+                            type(exc).__name__)
+                return
             log.info("%s:%d: envelopes after offset %d arrived before it; fetching from it again",
                      tp.topic, tp.partition, offset)
 
+        async def events() -> Any:
+            """The stream's events; while the fold waits for the next one, the heal may look."""
+            async for event in manual.events():
+                if exact is not None:
+                    exact.fold_waiting = False
+                yield event
+                if exact is not None:
+                    exact.fold_waiting = True
+
         task = asyncio.ensure_future(deliver())
         try:
-            async for event in manual.events():
+            async for event in events():
                 if task.done():
                     task.result()  # the protocol failed: fail the agent with its error
                 started = time.perf_counter()

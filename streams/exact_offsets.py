@@ -19,12 +19,16 @@ paths, recovery depends on them):
   already folded is a duplicate the fold recognises (applied ids live in the state);
 - commits only the run of acknowledged offsets that starts exactly at the committed offset
   (:func:`contiguous_commit`);
-- :meth:`ExactOffsetsConsumer.heal`, called every second by the worker, seeks a partition back to
-  its committed offset when its head was dropped (:func:`is_stalled`: no commit progress, records
-  after the committed offset, the head neither taken by the fold nor acknowledged, and the fold
-  idle for ``STALL_S`` or later offsets acknowledged for ``HOLE_S``): the head is fetched again
-  and everything after it arrives a second time as duplicates. Each heal is logged and counted.
-  Messages Faust skips (fetched in an earlier consumer generation) are healed the same way.
+- the fold takes each partition in log order (:class:`LogOrder`) and only messages it took
+  count as acknowledged (:meth:`ExactOffsetsConsumer.ack`: Faust's pure-Python stream acks
+  messages it skips);
+- :meth:`ExactOffsetsConsumer.heal`, called every second by the worker while the fold waits for
+  its next message, seeks a partition back to its committed offset when its head was dropped
+  (:func:`is_stalled`: for ``STALL_S`` no commit progress and nothing of the partition reached
+  the fold, records after the committed offset, the head neither taken by the fold nor
+  acknowledged). Each heal is logged and counted.
+- a committed offset before the log start (expired by retention) resumes at the log start,
+  logged as an error.
 
 All offsets here are Kafka's "next offset to read" convention, as Faust's committed offsets are.
 """
@@ -37,13 +41,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakSet
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 log = logging.getLogger("custpulse.offsets")
 
 STALL_S = 5.0  # seconds of no commit progress, with the fold idle, before a partition is healed
-HOLE_S = 60.0  # seconds of no commit progress while later offsets are acknowledged
 
 
 def contiguous_commit(acked: list[int], floor: int | None) -> tuple[int | None, list[int]]:
@@ -71,24 +75,21 @@ class _Watch:
 
 def is_stalled(*, floor: int | None, since: float, now: float, highwater: int | None,
                pending: Iterable[int], acked: Iterable[int], idle_s: float,
-               stall_s: float = STALL_S, hole_s: float = HOLE_S) -> bool:
-    """Whether a partition's head was dropped and will never be delivered.
+               stall_s: float = STALL_S) -> bool:
+    """Whether a partition's head was dropped and will not be delivered.
 
     ``floor`` is its committed offset, unchanged since ``since`` (monotonic seconds);
     ``highwater`` the next offset Kafka will write; ``pending`` the offsets the fold has taken
     and not yet acknowledged; ``acked`` those acknowledged and not committed; ``idle_s`` how long
-    the fold has received nothing at all. Stalled when the floor has records after it, is
-    neither pending nor acknowledged, and either the fold has been idle for ``stall_s`` (so
-    nothing is queued for it) or later offsets of the partition were acknowledged for
-    ``hole_s`` (a queue is FIFO per partition, so the head can no longer come)."""
+    the fold has received nothing from this partition. Stalled when the floor has records after
+    it, is neither pending nor acknowledged, and for ``stall_s`` neither the floor moved nor
+    did anything of the partition reach the fold. A false alarm (the head still queued behind
+    other partitions) costs one re-fetch whose copies are acknowledged without folding."""
     if floor is None or highwater is None or highwater <= floor:
         return False
-    if floor in set(pending) or floor in (done := set(acked)):
+    if floor in set(pending) or floor in set(acked):
         return False
-    stuck = now - since
-    if stuck >= stall_s and idle_s >= stall_s:
-        return True
-    return stuck >= hole_s and any(o > floor for o in done)
+    return now - since >= stall_s and idle_s >= stall_s
 
 
 NEXT = "next"
@@ -113,6 +114,11 @@ class LogOrder:
 
     def expected(self, tp: Any) -> int | None:
         return self._next.get(tp)
+
+    def skip_to(self, tp: Any, offset: int) -> None:
+        """Resume ``tp`` at ``offset`` (the log start, when what came before it expired)."""
+        if offset > self._next.get(tp, -1):
+            self._next[tp] = offset
 
     def admit(self, tp: Any, offset: int, generation: Any, floor: int | None) -> str:
         """``floor`` is the partition's committed offset (or log start), used when this
@@ -156,22 +162,37 @@ class ExactOffsetsConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._read_offset = _UnfilteredReadOffsets(self.exact_topics)
         self._watch: dict[Any, _Watch] = {}
-        self._last_delivered = time.monotonic()
+        self._last_delivered: dict[Any, float] = {}
+        self._admitted: WeakSet[Any] = WeakSet()
+        self.fold_waiting = True  # the fold is waiting for its next message (set by the fold)
         self.heals = 0
 
-    def delivered(self, now: float | None = None) -> None:
-        """The fold took a message from the stream (monotonic ``now``)."""
-        self._last_delivered = time.monotonic() if now is None else now
+    def delivered(self, tp: Any, now: float | None = None) -> None:
+        """The fold took a message of ``tp`` from the stream (monotonic ``now``)."""
+        self._last_delivered[tp] = time.monotonic() if now is None else now
 
-    async def floor(self, tp: Any) -> int | None:
-        """The committed offset of ``tp``, or its log start when nothing is committed."""
+    async def floor(self, tp: Any) -> int:
+        """Where ``tp`` resumes: its committed offset, or its log start when nothing is
+        committed or the committed offset has expired (retention; logged, the envelopes in
+        between are gone from Kafka). Raises the consumer's errors (the caller retries)."""
         committed = self._committed_offset[tp]
-        if committed is None:
-            start = (await self.earliest_offsets(tp)).get(tp)
-            if self._committed_offset[tp] is None and start is not None:
-                self._committed_offset[tp] = start
-            committed = self._committed_offset[tp]
+        start = (await self.earliest_offsets(tp)).get(tp)
+        if start is None:
+            if committed is None:
+                raise LookupError(f"no log start known for {tp.topic}:{tp.partition}")
+            return committed
+        if committed is not None and committed < start:
+            log.error("%s:%d: committed offset %d is before the log start %d: envelopes in "
+                      "between expired unread (retention); resuming at %d",
+                      tp.topic, tp.partition, committed, start, start)
+        if committed is None or committed < start:
+            self._committed_offset[tp] = committed = start
         return committed
+
+    def admitted(self, message: Any) -> None:
+        """The fold took ``message`` (to fold it, or as a copy of one it took): only such
+        messages count as acknowledged on exact topics."""
+        self._admitted.add(message)
 
     async def refetch(self, tp: Any, offset: int) -> None:
         """Fetch ``tp`` again from ``offset`` (in the consumer's thread: aiokafka is not
@@ -181,6 +202,15 @@ class ExactOffsetsConsumer(faust_aiokafka.Consumer):
     def forget(self, message: Any) -> None:
         """A message the fold drops unacknowledged (it will be fetched again)."""
         self._unacked_messages.discard(message)
+
+    def ack(self, message: Any) -> bool:
+        """Faust's ack, except that on exact topics a message the fold did not take (one Faust
+        skipped: fetched in an earlier generation or during a pause) is never recorded."""
+        if message.topic in self.exact_topics and message not in self._admitted:
+            message.acked = True
+            self._unacked_messages.discard(message)
+            return False
+        return bool(super().ack(message))
 
     def _new_offset(self, tp: Any) -> int | None:
         if tp.topic not in self.exact_topics:
@@ -227,20 +257,24 @@ class ExactOffsetsConsumer(faust_aiokafka.Consumer):
             if watch is None or watch.floor != floor:
                 self._watch[tp] = _Watch(floor, now)
                 continue
-            if floor is None or now - watch.since < self.stall_s:
+            if floor is None or now - watch.since < self.stall_s or not self.fold_waiting:
+                continue  # a fold busy with a message is no sign of a dropped head
+            kw = dict(floor=floor, since=watch.since, now=now,
+                      pending=_pending(self._unacked_messages, tp), acked=self._acked[tp],
+                      idle_s=now - self._last_delivered.get(tp, watch.since),
+                      stall_s=self.stall_s)
+            if not is_stalled(highwater=floor + 1, **kw):  # the local conditions first
                 continue
             highwater = (await self.highwaters(tp)).get(tp)
-            if is_stalled(floor=floor, since=watch.since, now=now, highwater=highwater,
-                          pending=_pending(self._unacked_messages, tp),
-                          acked=self._acked[tp], idle_s=now - self._last_delivered,
-                          stall_s=self.stall_s):
-                await self.refetch(tp, floor)
+            if is_stalled(highwater=highwater, **kw):
+                target = await self.floor(tp)
+                await self.refetch(tp, target)
                 self.heals += 1
                 healed.append(tp)
                 log.warning("partition %s:%d made no progress for %.0f s from offset %d "
                             "(log end %d, head never delivered): fetching it again",
-                            tp.topic, tp.partition, now - watch.since, floor, highwater)
-                watch.since = now
+                            tp.topic, tp.partition, now - watch.since, target, highwater)
+                self._watch[tp] = _Watch(self._committed_offset[tp], now)
         return healed
 
 
