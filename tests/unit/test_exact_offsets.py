@@ -124,3 +124,17 @@ def test_faust_would_commit_over_a_missing_head_ours_does_not():
     consumer.admitted(message)
     assert consumer.ack(message) is True
     assert consumer._new_offset(tp) is None
+
+
+def test_the_faust_internals_we_replace_are_still_there():
+    """ExactOffsetsConsumer relies on faust-streaming 0.15's drain loop reading the read
+    offsets through ``_read_offset.__getitem__`` and recording gaps with ``_add_gap``; an
+    upgrade that changes either must fail here, not lose data in production."""
+    import inspect
+
+    from faust.transport.consumer import Consumer
+
+    drain = inspect.getsource(Consumer._drain_messages)
+    assert "self._read_offset.__getitem__" in drain
+    assert "self._add_gap(" in drain
+    assert "min(acked) - committed_offset > 1" in inspect.getsource(Consumer._new_offset)
