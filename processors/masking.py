@@ -29,6 +29,8 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
+from custpulse.processors.pii_detect import find_spans, mask_card
+
 PII_FIELDS: dict[str, str] = {
     "phone": "phone",
     "id_number": "id_number",
@@ -230,8 +232,7 @@ def find_pii(text: str) -> list[tuple[str, str]]:
     [('phone', '138 0013 8000'), ('id_number', '11010519491231002x')]
     """
     text = str(text)
-    found = _SCAN.finditer(text.translate(_FULLWIDTH))
-    return [(m.lastgroup or "", text[m.start() : m.end()]) for m in found]
+    return [(kind, text[a:b]) for a, b, kind in find_spans(text)]
 
 
 SHORT_TEXT = 64
@@ -259,9 +260,9 @@ def _scrub_short(text: str) -> str:
 
 def _scrub(text: str) -> str:
     parts, last = [], 0
-    for m in _SCAN.finditer(text.translate(_FULLWIDTH)):
-        parts += [text[last : m.start()], _MASKERS[m.lastgroup or ""](text[m.start() : m.end()])]
-        last = m.end()
+    for a, b, kind in find_spans(text):
+        parts += [text[last:a], _MASKERS[kind](text[a:b])]
+        last = b
     parts.append(text[last:])
     return _scrub_names("".join(parts))
 
@@ -272,6 +273,24 @@ _NAME_AFTER_CUE = re.compile(
     r"(姓名|联系人|聯繫人|聯絡人|收件人|收货人|收貨人|我叫|名字是|名字叫)([\s:：是为為]*)"
     r"([\u4e00-\u9fff]{2,4})"
     r"|(客户|客戶|顾客|顧客|用户|用戶)([\s:：]+)([\u4e00-\u9fff]{2,3})"
+)
+# Common single-character surnames (the most frequent ~130, about 90 % of people).
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝"
+    "龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞"
+    "左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕"
+    "屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧"
+    "闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+)
+_NAME_TITLED = re.compile(
+    rf"([{_SURNAMES}][\u4e00-\u9fff]{{0,2}}?)(先生|女士|小姐|老师|老師|经理|經理)")
+# A surname-led name glued to a cue before it (客户李娜) or to a verb after it (李娜来电).
+_NAME_GLUED = re.compile(
+    rf"(客户|客戶|顾客|顧客|用户|用戶|联系人|收货人|持卡人|业主|患者|学员)([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
+    r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访|下单|退货|[，。,.\s]|$)"
+    rf"|(?<![\u4e00-\u9fff])([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
+    r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访)"
 )
 _NAME_BEFORE_TITLE = re.compile(
     r"(?<![\u4e00-\u9fff])([\u4e00-\u9fff]{1,2})(先生|女士|小姐|老师|老師|经理|經理)"
@@ -290,6 +309,10 @@ def _scrub_names(text: str) -> str:
     '客户 李* 来电，*先生已回访'
     """
     text = _NAME_AFTER_CUE.sub(_mask_cued_name, text)
+    text = _NAME_GLUED.sub(
+        lambda m: m.group(1) + mask_name(m.group(2)) if m.group(1) else mask_name(m.group(3)),
+        text)
+    text = _NAME_TITLED.sub(lambda m: "*" + m.group(2), text)
     return _NAME_BEFORE_TITLE.sub(lambda m: "*" + m.group(2), text)
 
 
@@ -297,6 +320,7 @@ _MASKERS: dict[str, Callable[[str], str]] = {
     "phone": mask_phone,
     "id_number": mask_id_number,
     "email": mask_email,
+    "bank_card": mask_card,
     "address": mask_address,
     "name": mask_name,
 }
