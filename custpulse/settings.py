@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from custpulse.errors import ConfigError
 
+MIN_SECRET_BYTES = 32
+"""The shortest PII secret accepted (HMAC-SHA256 keys should be at least its output length)."""
 DEV_PII_SECRET = "custpulse-development-secret-do-not-use-in-production"  # noqa: S105
 """The default PII token secret: the worker refuses it unless ``CUSTPULSE_ENV=dev``."""
 
@@ -165,10 +167,11 @@ class Settings(BaseSettings):
                 ) from None
         else:
             secret = self.pii_secret.get_secret_value().encode()
-        if len(secret) < 16:
+        if len(secret) < MIN_SECRET_BYTES:
             raise ConfigError(
-                "The PII secret is shorter than 16 bytes: set CUSTPULSE_PII_SECRET (or "
-                "CUSTPULSE_PII_SECRET_FILE) to a long random value."
+                f"The PII secret is shorter than {MIN_SECRET_BYTES} bytes: set "
+                "CUSTPULSE_PII_SECRET (or CUSTPULSE_PII_SECRET_FILE) to a long random value, "
+                "e.g. `openssl rand -hex 32`."
             )
         return secret
 

@@ -73,20 +73,24 @@ def test_pii_secret_from_env_or_file(monkeypatch, tmp_path):
 
     assert load_settings().uses_dev_secret()
     assert load_settings().secret_bytes() == DEV_PII_SECRET.encode()
-    monkeypatch.setenv("CUSTPULSE_PII_SECRET", "s" * 20)
-    assert load_settings().secret_bytes() == b"s" * 20
+    monkeypatch.setenv("CUSTPULSE_PII_SECRET", "s" * 40)
+    assert load_settings().secret_bytes() == b"s" * 40
     secret_file = tmp_path / "secret"
-    secret_file.write_bytes(b"from-a-file-0123456789\n")
+    secret_file.write_bytes(b"from-a-file-0123456789abcdefghijklmnop\n")
     monkeypatch.setenv("CUSTPULSE_PII_SECRET_FILE", str(secret_file))
     s = load_settings()
-    assert s.secret_bytes() == b"from-a-file-0123456789" and not s.uses_dev_secret()
-    assert "from-a-file" not in repr(s) and "s" * 20 not in repr(s)
+    assert s.secret_bytes() == b"from-a-file-0123456789abcdefghijklmnop"
+    assert not s.uses_dev_secret()
+    assert "from-a-file" not in repr(s) and "s" * 40 not in repr(s)
 
 
 def test_short_or_unreadable_secret_is_one_sentence(monkeypatch, tmp_path):
-    monkeypatch.setenv("CUSTPULSE_PII_SECRET", "short")
-    with pytest.raises(ConfigError, match="shorter than 16 bytes"):
-        load_settings().secret_bytes()
+    for short in ("short", "s" * 31):  # 31 bytes: one short of the 32 an HMAC-SHA256 key needs
+        monkeypatch.setenv("CUSTPULSE_PII_SECRET", short)
+        with pytest.raises(ConfigError, match="shorter than 32 bytes"):
+            load_settings().secret_bytes()
+    monkeypatch.setenv("CUSTPULSE_PII_SECRET", "s" * 32)
+    assert load_settings().secret_bytes() == b"s" * 32
     monkeypatch.setenv("CUSTPULSE_PII_SECRET_FILE", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="CUSTPULSE_PII_SECRET_FILE"):
         load_settings().secret_bytes()
