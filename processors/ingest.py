@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from custpulse.processors.excerpt import describe, field_label, pii_kind_by_name, shape_text
 from custpulse.processors.identity import event_identity
 from custpulse.processors.masking import (
     FREE_TEXT_FIELDS,
@@ -117,11 +118,10 @@ def _ingest(
     try:
         record: Any = json.loads(raw)
     except ValueError:
-        return Rejected("not_json", None, "payload is not valid UTF-8 JSON",
-                        mask_text(raw.decode("utf-8", errors="replace")))
+        return Rejected("not_json", None, "payload is not valid UTF-8 JSON", excerpt_raw(raw))
     if not isinstance(record, dict):
         return Rejected("not_object", None, f"payload is a JSON {type(record).__name__}",
-                        mask_value(record))
+                        describe(record))
     mapping = config.mappings[source]
     fields, problems = standardize(record, mapping, config.zone)
     standardized = fields  # as read, before any quality fill: the event id depends on these only
@@ -255,16 +255,35 @@ def mask_value(value: Any) -> Any:
 
 
 def mask_record(record: dict[str, Any], mapping: FieldMapping) -> dict[str, Any]:
-    """A raw record for a dead letter: fields that map to a PII field are display-masked,
-    every other string is scrubbed for phone, id-number and email patterns."""
+    """A raw record for a dead letter, as a structured excerpt: fields the mapping declares
+    keep their name; PII fields are display-masked, other scalars scrubbed for personal data,
+    nested values described by type only. Undeclared fields keep only their type, under their
+    name if it reads as a field name, else a hash (:func:`~custpulse.processors.excerpt.
+    field_label`)."""
     out: dict[str, Any] = {}
     for key, value in record.items():
         canonical = mapping.canonical_name(str(key))
-        if canonical in PII_FIELDS and value is not None:
-            out[mask_text(str(key))] = mask_field(canonical, str(value), None)
+        if canonical is None:
+            kind = pii_kind_by_name(str(key))
+            out[field_label(key)] = (mask_field(kind, str(value), None)
+                                     if kind and isinstance(value, str | int) else describe(value))
+        elif canonical in PII_FIELDS and value is not None:
+            out[field_label(key)] = mask_field(canonical, str(value), None)
+        elif isinstance(value, dict | list):
+            out[field_label(key)] = describe(value)
         else:
-            out[mask_text(str(key))] = mask_value(value)
+            out[field_label(key)] = mask_value(value)
     return out
+
+
+def excerpt_raw(raw: bytes | str) -> dict[str, Any]:
+    """What a dead letter keeps of a raw line: its size and either the types of its JSON or,
+    when it is not JSON, its shape (punctuation kept, letters ``a``, digits ``9``)."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    try:
+        return {"bytes": len(text.encode()), "types": describe(json.loads(text))}
+    except ValueError:
+        return {"bytes": len(text.encode()), "shape": shape_text(text)}
 
 
 def _safe_payload(raw: bytes | None, source: str, config: IngestConfig) -> Any:
@@ -274,6 +293,6 @@ def _safe_payload(raw: bytes | None, source: str, config: IngestConfig) -> Any:
         record = json.loads(raw)
         if isinstance(record, dict) and source in config.mappings:
             return mask_record(record, config.mappings[source])
-        return mask_value(record)
+        return describe(record)
     except Exception:  # noqa: BLE001
         return None

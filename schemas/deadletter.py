@@ -6,7 +6,7 @@
      "topic": "cp.orders", "partition": 1, "offset": 42,      # where the worker read it, or
      "file": "orders.csv", "row": 17,                          # where the importer read it
      "received_at": "2026-11-23T09:10:33.530+00:00",
-     "payload": {...the record with personal data masked...}}
+     "payload": {...a structured excerpt: types, masked values; never raw text...}}
 
 ``topic``/``partition``/``offset`` are null for rows the importer could not parse, and
 ``file``/``row`` are null for messages the worker read.

@@ -31,7 +31,7 @@ from custpulse.processors.importing import (
     parse_rows,
     prepare,
 )
-from custpulse.processors.ingest import mask_text
+from custpulse.processors.ingest import excerpt_raw
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.mapping import FieldMapping, load_mapping, load_mappings
 from custpulse.settings import SOURCES, Settings
@@ -180,7 +180,7 @@ def _dead_letter(
     print(f"{item.name}: row {row.row_number}: {row.error}", file=sys.stderr)
     letter = deadletter_record(
         row.error or "unreadable", None, _MESSAGES.get(row.error or "", "unreadable"),
-        item.source, datetime.now(UTC), mask_text(row.raw or ""),
+        item.source, datetime.now(UTC), excerpt_raw(row.raw or ""),
         file=item.name, row=row.row_number,
     )
     return producer.send(settings.deadletter_topic, key=None, value=letter)

@@ -1,0 +1,71 @@
+"""Dead letters keep a structured excerpt, never raw personal text (issue 10 findings)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from custpulse.processors.excerpt import field_label, shape_text
+from custpulse.processors.ingest import IngestConfig, Position, excerpt_raw, ingest
+from custpulse.schemas.mapping import load_mappings
+
+CONFIG = IngestConfig(load_mappings(), ZoneInfo("Asia/Shanghai"), b"k" * 32, timedelta(minutes=5))
+POS = Position("cp.orders", 0, 7)
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+NAME, ADDRESS, PHONE = "王小明", "广东省深圳市南山区科技园路1号2栋301室", "13800138000"
+
+
+def dumped(outcome) -> str:
+    return json.dumps(outcome.payload, ensure_ascii=False) + outcome.message
+
+
+def test_a_line_with_a_trailing_comma_keeps_its_shape_not_its_values():
+    raw = json.dumps({"客户姓名": NAME, "地址": ADDRESS, "电话": PHONE}, ensure_ascii=False)
+    out = ingest((raw[:-1] + ",}").encode(), "orders", POS, CONFIG, NOW)
+    assert out.code == "not_json"
+    text = dumped(out)
+    assert NAME not in text and "科技园路" not in text and PHONE not in text
+    assert out.payload["shape"].endswith(",}")
+
+
+def test_a_json_array_keeps_only_types():
+    out = ingest(json.dumps([{"姓名": NAME, "收货地址": ADDRESS}], ensure_ascii=False).encode(),
+                 "orders", POS, CONFIG, NOW)
+    assert out.code == "not_object"
+    assert NAME not in dumped(out) and "科技园路" not in dumped(out)
+
+
+def test_undeclared_fields_and_nested_values_do_not_leak():
+    record = {"user_id": "U1", "order_time": "never", "紧急联系人姓名": NAME, "家庭住址": ADDRESS,
+              "items": [{"收货人": NAME, "收货地址": ADDRESS, "sku": "A1"}],
+              f"备用{PHONE}": "x"}
+    out = ingest(json.dumps(record, ensure_ascii=False).encode(), "orders", POS, CONFIG, NOW)
+    assert out.code == "bad_event_time"
+    text = dumped(out)
+    assert NAME not in text and "科技园路" not in text and PHONE not in text
+    assert out.payload["家庭住址"] == "广东省深圳市南山区****"  # masked by what its name says
+    assert out.payload["紧急联系人姓名"] == "王**"
+
+
+def test_importer_rows_keep_an_excerpt():
+    assert excerpt_raw('{"姓名": "王小明",}') == {"bytes": 24, "shape": '{"aa": "aaa",}'}
+    assert excerpt_raw('["王小明"]') == {"bytes": 13, "types": ["<array 1>", "<text 3>"]}
+
+
+def test_field_labels():
+    assert field_label("紧急联系人姓名") == "紧急联系人姓名"
+    assert field_label("order_time") == "order_time"
+    assert field_label("王小明").startswith("field_")
+    assert field_label(PHONE).startswith("field_")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=300))
+def test_a_shape_never_holds_a_letter_or_digit_of_the_text(text):
+    shape = shape_text(text)
+    assert all(c in "a9?" or (c.isascii() and not c.isalnum()) for c in shape.replace(
+        "true", "").replace("false", "").replace("null", ""))
