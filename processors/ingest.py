@@ -25,6 +25,7 @@ from custpulse.processors.masking import (
     pii_token,
     scrub_text,
 )
+from custpulse.processors.pii_detect import find_spans
 from custpulse.processors.quality import QualityTracker
 from custpulse.schemas.events import EVENT_TIME_FIELDS, CanonicalEvent
 from custpulse.schemas.mapping import FieldMapping, standardize
@@ -136,15 +137,16 @@ def _ingest(
         # Fills are analysis-only: they ride in the flags, ``fields`` keeps the observed values
         assessment = quality.assess(source, fields)
         flags = assessment.flags()
-    unmapped = sorted(str(k) for k in (fields.get("extra") or {}))
+    unmapped = sorted({field_label(k) for k in (fields.get("extra") or {})})
     if unmapped:
         flags["unmapped_fields"] = unmapped
     # Identity (processors/identity.py): own event_id or importer id, else the mapping's
     # business key, else (a keyless live record) the log position.
     event_id = event_identity(source, record, standardized, mapping,
                               position=(position.topic, position.partition, position.offset))
-    user_id = str(fields["user_id"]).strip()
+    user_id = canonical_user_id(str(fields["user_id"]).strip(), config.secret)
     data = protect(fields, config.secret)
+    data["user_id"] = user_id
     return Accepted(CanonicalEvent(event_id, source, user_id, moment, data, flags))
 
 
@@ -206,6 +208,26 @@ def _validate(
     if isinstance(opened, datetime) and isinstance(closed, datetime) and closed < opened:
         return Rejected("closed_before_opened", "closed_at", "closed_at is before opened_at")
     return None
+
+
+def canonical_user_id(raw: str, secret: bytes) -> str:
+    """The user id that travels past ingest: the source's own id, unless that id *is* personal
+    data (a phone, e-mail or resident id number, as the whole value): then its keyed token
+    (``tok_`` + HMAC, the same as ``phone_token`` etc.), so joins on it still work and nothing
+    raw travels. An operator who holds the raw input maps a token back by recomputing it.
+
+    >>> key = b"k" * 32
+    >>> canonical_user_id("U1001", key)
+    'U1001'
+    >>> canonical_user_id("138 0013 8000", key) == pii_token("13800138000", key, "phone")
+    True
+    """
+    spans = find_spans(raw)
+    if len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(raw):
+        kind = spans[0][2]
+        if kind in ("phone", "email", "id_number"):
+            return pii_token(raw, secret, kind)
+    return raw
 
 
 def protect(fields: dict[str, Any], secret: bytes) -> dict[str, Any]:

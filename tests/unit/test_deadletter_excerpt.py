@@ -69,3 +69,24 @@ def test_a_shape_never_holds_a_letter_or_digit_of_the_text(text):
     shape = shape_text(text)
     assert all(c in "a9?" or (c.isascii() and not c.isalnum()) for c in shape.replace(
         "true", "").replace("false", "").replace("null", ""))
+
+
+def test_a_personal_user_id_travels_as_its_token():
+    from custpulse.processors.masking import pii_token
+
+    for raw, kind in ((PHONE, "phone"), ("zhang.wei@example.com", "email"),
+                      ("11010519491231002X", "id_number")):
+        record = {"user_id": raw, "order_time": "2026-11-19 10:00:00", "amount": 10}
+        out = ingest(json.dumps(record).encode(), "orders", POS, CONFIG, NOW)
+        assert out.event.user_id == pii_token(raw, b"k" * 32, kind)
+        assert raw not in json.dumps(out.event.to_wire(), ensure_ascii=False)
+    record = {"user_id": "C000123", "order_time": "2026-11-19 10:00:00", "amount": 10}
+    assert ingest(json.dumps(record).encode(), "orders", POS, CONFIG, NOW).event.user_id == "C000123"
+
+
+def test_unmapped_field_names_are_labels():
+    record = {"user_id": "U1", "order_time": "2026-11-19 10:00:00", "amount": 10,
+              PHONE: "x", "家庭住址": ADDRESS}
+    out = ingest(json.dumps(record, ensure_ascii=False).encode(), "orders", POS, CONFIG, NOW)
+    text = json.dumps(out.event.to_wire(), ensure_ascii=False)
+    assert PHONE not in text and "科技园路" not in text
