@@ -254,10 +254,19 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, str):
         return scrub_text(value)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {field_label(k): _nested(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _nested(key: str, value: Any) -> Any:
+    """A value inside a nested object: display-masked when its key names personal data
+    (``收货人``, ``收货地址``, ``联系电话``), else as any other value."""
+    kind = pii_kind_by_name(key)
+    if kind and isinstance(value, str | int) and not isinstance(value, bool):
+        return mask_field(kind, str(value), None)
+    return _jsonable(value)
 
 
 def mask_text(text: str) -> str:

@@ -90,3 +90,14 @@ def test_unmapped_field_names_are_labels():
     out = ingest(json.dumps(record, ensure_ascii=False).encode(), "orders", POS, CONFIG, NOW)
     text = json.dumps(out.event.to_wire(), ensure_ascii=False)
     assert PHONE not in text and "科技园路" not in text
+
+
+def test_nested_personal_values_are_masked_by_their_key():
+    record = {"user_id": "U1", "order_time": "2026-11-19 10:00:00", "amount": 10,
+              "items": [{"sku": "A1", "qty": 2, "收货人": NAME, "收货地址": ADDRESS,
+                         "联系电话": PHONE, PHONE: 1}]}
+    out = ingest(json.dumps(record, ensure_ascii=False).encode(), "orders", POS, CONFIG, NOW)
+    text = json.dumps(out.event.to_wire(), ensure_ascii=False)
+    assert NAME not in text and "科技园路" not in text and PHONE not in text
+    item = out.event.data["items"][0]
+    assert item["sku"] == "A1" and item["qty"] == 2 and item["收货人"] == "王**"
