@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
-from custpulse.processors.pii_detect import find_spans, mask_card
+from custpulse.processors.pii_detect import find_spans, mask_card, valid_id18
 
 PII_FIELDS: dict[str, str] = {
     "phone": "phone",
@@ -46,7 +46,6 @@ _COMPOUND_SURNAMES = frozenset(
     "太叔 公冶 赫连 拓跋 司空 第五 左丘 谷梁 羊舌 微生 梁丘 公西 段干 亓官 司寇 子车 "
     "颛孙 巫马 公良 乐正 漆雕 闾丘".split()
 )
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID18 = re.compile(r"[1-9][0-9]{16}[0-9X]")
 _ID15 = re.compile(r"[1-9][0-9]{14}")
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
@@ -62,20 +61,7 @@ _CITY = rf"(?:北京|上海|天津|重庆)市|(?:(?![省市区县路街巷号]){
 _DIST = rf"(?:(?![省区县旗路街巷号]){_H}){{1,8}}?(?:区|县|旗)"
 _ADDRESS = re.compile(rf"(?:{_PROV})?(?:{_CITY})?(?:{_DIST})?")
 
-# Free-text scanner. It runs on a copy with full-width ASCII (１３８, ＠, ideographic space)
-# mapped 1:1 to ASCII, so spans line up with the original text. Ids and landlines need
-# letter/digit boundaries (order id O202410150004583 stays); mobiles only digit boundaries
-# ('Tel13800138000' is still a phone). Digit boundaries keep longer digit runs out whole.
-_FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
-_L, _R = r"(?<![0-9A-Za-z])", r"(?![0-9A-Za-z])"
-_LD, _RD = r"(?<![0-9])", r"(?![0-9])"
-_SCAN = re.compile(
-    r"(?P<email>(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-    r"\.[A-Za-z]{2,})"
-    rf"|(?P<id_number>{_L}(?:[1-9][0-9]{{16}}[0-9Xx]|[1-9][0-9]{{14}}){_R})"
-    rf"|(?P<phone>{_LD}(?:(?:\+|00)?86[ -]?)?1[3-9][0-9](?:[ -]?[0-9]{{4}}){{2}}{_RD}"
-    rf"|{_L}0[1-9][0-9]{{1,2}}[ -]?[0-9]{{7,8}}{_R})"
-)
+# Free-text detection (phones, ids, cards, e-mails) lives in processors/pii_detect.py.
 
 
 def _nfkc(value: object) -> str:
@@ -147,8 +133,7 @@ def _title(id_number: object) -> str | None:
         return None
     s = _SPACE.sub("", _nfkc(id_number)).upper()
     if _ID18.fullmatch(s):
-        total = sum(int(c) * w for c, w in zip(s[:17], _ID_WEIGHTS, strict=True))
-        if "10X98765432"[total % 11] != s[17]:
+        if not valid_id18(s):
             return None
         digit = s[16]
     elif _ID15.fullmatch(s):
