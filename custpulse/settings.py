@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     pii_secret_file: str | None = Field(
         None, description="File holding the PII secret (wins over CUSTPULSE_PII_SECRET)."
     )
+    pii_secret_version: int = Field(
+        1, ge=1, le=9999,
+        description="Version of the PII secret, written into every token (tok_v<version>_); "
+                    "raise it with each new secret (docs/contract.md, rotation).",
+    )
     segments: str | None = Field(
         None, description="YAML tag library replacing the shipped default."
     )

@@ -37,6 +37,7 @@ from custpulse.processors.identity import (
     content_id,
     keyed_event_id,
 )
+from custpulse.processors.policy import identity_view, own_id_view
 from custpulse.schemas.events import EVENT_TIME_FIELDS
 from custpulse.schemas.mapping import FieldMapping, standardize
 
@@ -166,6 +167,8 @@ def prepare(
     mapping: FieldMapping,
     zone: tzinfo,
     keep_order: bool = False,
+    secret: bytes | None = None,
+    secret_version: int = 1,
 ) -> list[ImportRow]:
     """Read every readable row with ``mapping`` (naive times in ``zone``), give it its event id,
     key and event time, and sort.
@@ -176,6 +179,10 @@ def prepare(
     event time (aware datetimes, so zones compare correctly; the first readable event-time
     field of the source, as the worker picks it), stable, with rows without a readable time
     last; ``keep_order=True`` keeps file order. Pure.
+
+    With ``secret`` (the worker's PII secret; ``custpulse import`` always passes it) ids are
+    hashed over the identity view (:func:`custpulse.processors.policy.identity_view`), in which
+    personal values are keyed tokens, exactly as the worker hashes them.
     """
     source = mapping.source
     seen: dict[str, int] = {}
@@ -186,11 +193,17 @@ def prepare(
             continue
         record = dict(row.record)
         fields, _ = standardize(record, mapping, zone)
-        event_id = keyed_event_id(source, record, fields, mapping)
+        if secret is not None:
+            hashed = identity_view(fields, mapping, secret, secret_version)
+            event_id = keyed_event_id(source, own_id_view(record, secret, secret_version),
+                                      hashed, mapping)
+        else:
+            hashed = fields
+            event_id = keyed_event_id(source, record, fields, mapping)
         if event_id is None:
-            fingerprint = content_fingerprint(fields)
+            fingerprint = content_fingerprint(hashed)
             seen[fingerprint] = seen.get(fingerprint, 0) + 1
-            event_id = content_id(source, fields, seen[fingerprint])
+            event_id = content_id(source, hashed, seen[fingerprint])
             record[OWN_ID_FIELD] = event_id
         prepared.append(
             ImportRow(

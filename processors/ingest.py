@@ -18,23 +18,23 @@ from typing import Any
 
 from custpulse.processors.excerpt import describe, field_label, pii_kind_by_name, shape_text
 from custpulse.processors.identity import event_identity
-from custpulse.processors.masking import (
-    FREE_TEXT_FIELDS,
-    PII_FIELDS,
-    mask_field,
-    pii_token,
-    scrub_text,
+from custpulse.processors.masking import mask_as, pii_token, scrub_text  # noqa: F401 (doctests)
+from custpulse.processors.policy import (
+    TOKEN_KINDS,
+    carry,
+    identity_view,
+    is_personal_number,
+    own_id_view,
+    personal_kind,
+    protect_identifier,
 )
-from custpulse.processors.pii_detect import find_spans
 from custpulse.processors.quality import QualityTracker
 from custpulse.schemas.events import EVENT_TIME_FIELDS, CanonicalEvent
 from custpulse.schemas.mapping import FieldMapping, standardize
-from custpulse.schemas.times import to_iso
 
 MAX_PAYLOAD_BYTES = 1_000_000
 MAX_DEADLETTER_TEXT = 4096
-TOKEN_KINDS = ("phone", "email", "id_number")
-"""PII kinds that also get a keyed token (joins on the value stay possible)."""
+__all__ = ["TOKEN_KINDS", "ingest", "canonical_user_id", "mask_record", "excerpt_raw"]
 
 NON_NEGATIVE: dict[str, str] = {
     "amount": "negative_amount",
@@ -55,13 +55,15 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
-    """What ingest needs besides the message. ``secret`` keys the PII tokens."""
+    """What ingest needs besides the message. ``secret`` keys the PII tokens; ``secret_version``
+    is written into every token (``tok_v<version>_``)."""
 
     mappings: dict[str, FieldMapping]
     zone: tzinfo
     secret: bytes
     max_future_skew: timedelta = timedelta(minutes=5)
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    secret_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,24 +132,31 @@ def _ingest(
     if rejected is not None:
         return Rejected(rejected.code, rejected.field, rejected.message,
                         mask_record(record, mapping))
+    carried = carry(fields, mapping, config.secret, config.secret_version)
+    if carried.problem is not None:
+        code, name = carried.problem
+        return Rejected(code, name, f"{name} holds a number that reads as personal data",
+                        mask_record(record, mapping))
+    data = carried.data
     time_field = _time_field(source, fields)
     moment: datetime = fields[time_field]
     flags: dict[str, Any] = {}
     if quality is not None:
-        # Fills are analysis-only: they ride in the flags, ``fields`` keeps the observed values
-        assessment = quality.assess(source, fields)
+        # Fills are analysis-only: they ride in the flags, ``data`` keeps the observed values.
+        # Quality sees what leaves ingest (categories scrubbed), so its modes are never raw.
+        assessment = quality.assess(source, data)
         flags = assessment.flags()
-    unmapped = sorted({field_label(k) for k in (fields.get("extra") or {})})
+    unmapped = sorted({field_label(k) for k in (fields.get("extra") or {})} | set(carried.dropped))
     if unmapped:
         flags["unmapped_fields"] = unmapped
     # Identity (processors/identity.py): own event_id or importer id, else the mapping's
-    # business key, else (a keyless live record) the log position.
-    event_id = event_identity(source, record, standardized, mapping,
-                              position=(position.topic, position.partition, position.offset))
-    user_id = canonical_user_id(str(fields["user_id"]).strip(), config.secret)
-    data = protect(fields, config.secret)
-    data["user_id"] = user_id
-    return Accepted(CanonicalEvent(event_id, source, user_id, moment, data, flags))
+    # business key, else (a keyless live record) the log position; hashed over the identity
+    # view, in which personal values are already keyed tokens.
+    event_id = event_identity(
+        source, own_id_view(record, config.secret, config.secret_version),
+        identity_view(standardized, mapping, config.secret, config.secret_version), mapping,
+        position=(position.topic, position.partition, position.offset))
+    return Accepted(CanonicalEvent(event_id, source, data["user_id"], moment, data, flags))
 
 
 def _time_field(source: str, fields: dict[str, Any]) -> str:
@@ -210,11 +219,11 @@ def _validate(
     return None
 
 
-def canonical_user_id(raw: str, secret: bytes) -> str:
-    """The user id that travels past ingest: the source's own id, unless that id *is* personal
-    data (a phone, e-mail or resident id number, as the whole value): then its keyed token
-    (``tok_`` + HMAC, the same as ``phone_token`` etc.), so joins on it still work and nothing
-    raw travels. An operator who holds the raw input maps a token back by recomputing it.
+def canonical_user_id(raw: str, secret: bytes, version: int = 1) -> str:
+    """The user id that travels past ingest: the source's own id, unless it holds personal
+    data (:func:`~custpulse.processors.policy.protect_identifier`): then its keyed token (the
+    token of the phone, e-mail or id number when it is one as a whole, so joins on it still
+    work). An operator who holds the raw input maps a token back by recomputing it.
 
     >>> key = b"k" * 32
     >>> canonical_user_id("U1001", key)
@@ -222,51 +231,7 @@ def canonical_user_id(raw: str, secret: bytes) -> str:
     >>> canonical_user_id("138 0013 8000", key) == pii_token("13800138000", key, "phone")
     True
     """
-    spans = find_spans(raw)
-    if len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(raw):
-        kind = spans[0][2]
-        if kind in ("phone", "email", "id_number"):
-            return pii_token(raw, secret, kind)
-    return raw
-
-
-def protect(fields: dict[str, Any], secret: bytes) -> dict[str, Any]:
-    """JSON-ready canonical fields with PII masked for display, tokens for joins, and free
-    text scrubbed. Unknown source fields (``extra``) are not carried past ingest."""
-    out: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name == "extra" or value is None:
-            continue
-        if name in PII_FIELDS:
-            out[name] = mask_field(name, value, fields)
-            if PII_FIELDS[name] in TOKEN_KINDS:
-                out[f"{name}_token"] = pii_token(str(value), secret, PII_FIELDS[name])
-        elif name in FREE_TEXT_FIELDS and isinstance(value, str):
-            out[name] = scrub_text(value)
-        else:
-            out[name] = _jsonable(value)
-    return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return to_iso(value)
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, dict):
-        return {field_label(k): _nested(str(k), v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _nested(key: str, value: Any) -> Any:
-    """A value inside a nested object: display-masked when its key names personal data
-    (``收货人``, ``收货地址``, ``联系电话``), else as any other value."""
-    kind = pii_kind_by_name(key)
-    if kind and isinstance(value, str | int) and not isinstance(value, bool):
-        return mask_field(kind, str(value), None)
-    return _jsonable(value)
+    return protect_identifier(raw, secret, version)
 
 
 def mask_text(text: str) -> str:
@@ -274,37 +239,53 @@ def mask_text(text: str) -> str:
     return scrub_text(text[:MAX_DEADLETTER_TEXT])
 
 
-def mask_value(value: Any) -> Any:
-    """Any JSON value with every string scrubbed (recursively)."""
+def mask_record(record: dict[str, Any], mapping: FieldMapping) -> dict[str, Any]:
+    """A raw record for a dead letter, as a structured excerpt by the mapping's classes: fields
+    the mapping declares keep their name; personal ones are display-masked, identifiers,
+    categories and free text scrubbed for personal data, numbers kept unless they read as
+    personal data, nested values described by type only. Undeclared fields keep only their
+    type (display-masked when their name says they are personal), under their name if it
+    reads as a field name, else a hash (:func:`~custpulse.processors.excerpt.field_label`)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        label = field_label(key)
+        canonical = mapping.canonical_name(str(key))
+        if canonical is not None and label.startswith("field_"):
+            label = canonical
+        if canonical is not None and mapping.class_of(canonical) == "records":
+            value = _parsed(value)
+        if canonical is None:
+            kind = pii_kind_by_name(str(key))
+            out[label] = (mask_as(personal_kind(kind), value, None)
+                          if kind and _scalar(value) else describe(value))
+        elif value is None:
+            out[label] = None
+        elif mapping.class_of(canonical) == "personal":
+            out[label] = (mask_as(personal_kind(canonical), value, None)
+                          if _scalar(value) else describe(value))
+        elif isinstance(value, dict | list):
+            out[label] = describe(value)
+        elif isinstance(value, str):
+            out[label] = mask_text(value)
+        elif is_personal_number(value):
+            out[label] = "<number>"
+        else:
+            out[label] = value
+    return out
+
+
+def _parsed(value: Any) -> Any:
+    """A records field given as JSON text, parsed (so the excerpt keeps only its types)."""
     if isinstance(value, str):
-        return mask_text(value)
-    if isinstance(value, dict):
-        return {mask_text(str(k)): mask_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_value(v) for v in value]
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return describe(value)
     return value
 
 
-def mask_record(record: dict[str, Any], mapping: FieldMapping) -> dict[str, Any]:
-    """A raw record for a dead letter, as a structured excerpt: fields the mapping declares
-    keep their name; PII fields are display-masked, other scalars scrubbed for personal data,
-    nested values described by type only. Undeclared fields keep only their type, under their
-    name if it reads as a field name, else a hash (:func:`~custpulse.processors.excerpt.
-    field_label`)."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        canonical = mapping.canonical_name(str(key))
-        if canonical is None:
-            kind = pii_kind_by_name(str(key))
-            out[field_label(key)] = (mask_field(kind, str(value), None)
-                                     if kind and isinstance(value, str | int) else describe(value))
-        elif canonical in PII_FIELDS and value is not None:
-            out[field_label(key)] = mask_field(canonical, str(value), None)
-        elif isinstance(value, dict | list):
-            out[field_label(key)] = describe(value)
-        else:
-            out[field_label(key)] = mask_value(value)
-    return out
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 def excerpt_raw(raw: bytes | str) -> dict[str, Any]:

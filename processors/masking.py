@@ -49,7 +49,7 @@ _COMPOUND_SURNAMES = frozenset(
 _ID18 = re.compile(r"[1-9][0-9]{16}[0-9X]")
 _ID15 = re.compile(r"[1-9][0-9]{14}")
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
-_EMAIL = re.compile(r"([^@\s]+)@([^@\s.]+(?:\.[^@\s.]+)+)")
+_EMAIL = re.compile(r"([^@\s]+)@((?:[\w-]+\.)+[^\W\d_]{2,})")
 _SPACE = re.compile(r"\s+")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
@@ -193,21 +193,31 @@ def _normalize(kind: str, value: str) -> str:
     return _nfkc(value)
 
 
-def pii_token(value: str, secret: bytes, kind: str) -> str:
-    """Keyed join token: 'tok_' + 32 hex chars of HMAC-SHA256(secret, kind NUL normalized value).
+TOKEN_PREFIX = "tok_v"  # noqa: S105 (a prefix, not a password)
+"""Every token starts ``tok_v<version>_``: the version of the secret that made it (rotation:
+docs/contract.md, "Tokens and the secret")."""
+
+
+def pii_token(value: str, secret: bytes, kind: str, version: int = 1) -> str:
+    """Keyed join token: ``tok_v<version>_`` + 32 hex chars of HMAC-SHA256(secret, kind NUL
+    normalized value). ``version`` names the secret (``CUSTPULSE_PII_SECRET_VERSION``), so a
+    token says which secret made it and tokens of two secrets never look alike.
 
     >>> key = b"s3cret"
     >>> pii_token("13800138000", key, "phone") == pii_token("86-138 0013 8000", key, "phone")
     True
     >>> pii_token("a@b.com", key, "email") == pii_token("a@b.com", b"other", "email")
     False
-    >>> len(pii_token("x", key, "name"))
-    36
+    >>> len(pii_token("x", key, "name")), pii_token("x", key, "name", 2)[:7]
+    (39, 'tok_v2_')
     """
     if not secret:
         raise ValueError("pii_token needs a non-empty secret")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError("pii_token needs a positive whole version")
     message = f"{kind}\x00{_normalize(kind, str(value))}".encode("utf-8", "surrogatepass")
-    return "tok_" + hmac.new(bytes(secret), message, hashlib.sha256).hexdigest()[:32]
+    digest = hmac.new(bytes(secret), message, hashlib.sha256).hexdigest()[:32]
+    return f"{TOKEN_PREFIX}{version}_{digest}"
 
 
 def find_pii(text: str) -> list[tuple[str, str]]:
@@ -273,7 +283,7 @@ _NAME_TITLED = re.compile(
 # A surname-led name glued to a cue before it (客户李娜) or to a verb after it (李娜来电).
 _NAME_GLUED = re.compile(
     rf"(客户|客戶|顾客|顧客|用户|用戶|联系人|收货人|持卡人|业主|患者|学员)([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
-    r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访|下单|退货|[，。,.\s]|$)"
+    r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访|下单|退货|[，。,.;；:：、!！?？)）\s]|$)"
     rf"|(?<![\u4e00-\u9fff])([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
     r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访)"
 )
@@ -307,8 +317,23 @@ _MASKERS: dict[str, Callable[[str], str]] = {
     "email": mask_email,
     "bank_card": mask_card,
     "address": mask_address,
+    "street_address": lambda _: "****",
     "name": mask_name,
 }
+
+
+def mask_as(kind: str, value: object, id_number: object = None) -> str:
+    """Display mask of a value of a personal ``kind`` (``phone``, ``id_number``, ``email``,
+    ``bank_card``, ``address``, ``name``); any other kind is ``****``.
+
+    >>> mask_as("phone", "13800138000"), mask_as("name", "王芳"), mask_as("wechat", "wx_abc")
+    ('138****8000', '王*', '****')
+    """
+    text = value if isinstance(value, str) else str(value)
+    if kind == "name":
+        return mask_name(text, None if id_number is None else str(id_number))
+    masker = _MASKERS.get(kind)
+    return masker(text) if masker is not None else "****"
 
 
 def mask_field(field: str, value: object, record: dict | None = None) -> str | None:

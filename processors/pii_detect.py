@@ -4,18 +4,24 @@ Pure and total (no I/O, no clock). Detection works on a copy of the text with fu
 mapped 1:1 to ASCII, so spans line up with the original. What is found and how:
 
 * **Resident ids** (GB 11643): 18 digits whose last may be ``X`` with the check digit verified,
-  or the old 15 digits with a valid birth date (YYMMDD); digits may be split by spaces, dashes
-  or dots, and may follow letters (``id11010519491231002X``). A random 18-digit number passes
+  or the old 15 digits with a valid birth date (YYMMDD); written plain or in the usual groups
+  (6-8-4, 6-4-4-4, 3-3-4-4-4, 4-4-4-4-2; 6-6-3) split by spaces, dashes or dots; an 18-digit id
+  may follow letters (``id11010519491231002X``), a 15-digit one may not (order numbers such as
+  ``O202401010930035`` would read as ids). A random 18-digit number passes
   the check digit 1 time in 11, so some order numbers in free text are masked too: free text
   errs towards masking. The bare shape (18 or 15 digits not glued to letters or digits) is an
   id whatever its check digit (a mistyped id is still personal).
-* **Bank cards**: 13 to 19 digits (separators allowed) passing the Luhn check, not glued to
-  letters (order ids such as ``O2024...`` stay).
+* **Bank cards**: 13 to 19 digits, plain or in groups of four (``6222 0212 3456 7890 128``),
+  passing the Luhn check, not glued to letters (order ids such as ``O2024...`` stay).
 * **Phones**: ``phonenumbers.PhoneNumberMatcher`` for region CN with leniency VALID (mobiles
   and landlines in any grouping: ``1380 013 8000``, ``138.0013.8000``, ``(010) 8888 6666``,
   ``+86 10 8888 6666``) and, by shape, mobiles glued to letters (``Tel13800138000``) or in
   ranges the matcher holds invalid (``140 0000 0000``). It all runs only on texts with at least
   7 digits.
+* **Street addresses**: a street (1 to 6 characters, no 省/市/区/县 in them, then 路, 街, 大道,
+  巷, 弄 or 胡同) or a compound (小区, 花园, 公寓, 大厦, 家园, 新村, 苑) followed by a house
+  number (``科技园路1号2栋301室``, ``阳光小区5栋2单元301``); the administrative prefix before it
+  (province, city, district) is not a span and stays readable.
 * **E-mails**, internationalised too: a local part of letters (any script), digits and
   ``._%+-``, then ``@`` (or ``(at)``/``[at]``), then dot-separated labels (``.`` or ``。``)
   ending in a 2+ letter label (``张伟@例子.中国``).
@@ -33,24 +39,52 @@ from phonenumbers import Leniency, PhoneNumberMatcher
 
 FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_SEP = r"[ \-.]?"
 
-_DOT = r"(?:\.|。(?=[^\W\d_A-Za-z]))"  # 。 only before a label in another script (例子。中国)
-_LABEL = r"(?:[A-Za-z0-9-]+|[^\W_A-Za-z0-9]+)"  # a domain label: ASCII, or another script
-_TLD = r"(?:[A-Za-z]{2,}|[^\W\d_A-Za-z]{2,})"
+_IDN_TLD = r"(?:中国|中國|公司|网络|網絡|在线|在線|集团|集團|商城|网店|網店|中文网|移动|政务|公益)"
+_DOT = rf"(?:\.|。(?={_IDN_TLD}(?![^\W\d_A-Za-z])))"  # 。 only before a Chinese TLD (例子。中国)
+_IDN = r"[^\W\d_A-Za-z]+"  # a domain label in a script other than Latin
+_AT = r"(?:@|\s*[(\[]at[)\]]\s*)"
 _EMAIL = re.compile(
-    r"(?:(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+|[^\W\d_A-Za-z]+)"  # ASCII or other-script local
-    rf"(?:@|\s*[(\[]at[)\]]\s*){_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_TLD}",
+    # an internationalised domain (例子.中国, 例子。中国): the local part may be any script, mixed
+    rf"(?<![\w.%+-])[\w.%+-]+{_AT}{_IDN}(?:{_DOT}{_IDN})*{_DOT}{_IDN}"
+    # an ASCII domain: an ASCII local part (a word before it is a cue: 邮箱zhang@qq.com), or
+    # one in another script
+    r"|(?:(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+|[^\W\d_A-Za-z]+)"
+    rf"{_AT}[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{{2,}}",
     re.IGNORECASE)
-_ID18 = re.compile(rf"(?<![0-9])[1-9](?:{_SEP}[0-9]){{16}}{_SEP}[0-9Xx](?![0-9])")
-_ID15 = re.compile(rf"(?<![0-9])[1-9](?:{_SEP}[0-9]){{14}}(?![0-9Xx])")
+_S = r"[ \-.]"
+_X = r"[0-9Xx]"
+# Written plain or in the usual groups: 6-8-4, 6-4-4-4, 3-3-4-4-4, 4-4-4-4-2 (18) and 6-6-3 (15);
+# any grouping would let an id be read across neighbouring numbers.
+_ID18 = re.compile(
+    rf"(?<![0-9])[1-9](?:[0-9]{{16}}{_X}|[0-9]{{5}}{_S}[0-9]{{8}}{_S}[0-9]{{3}}{_X}"
+    rf"|[0-9]{{5}}{_S}[0-9]{{4}}{_S}[0-9]{{4}}{_S}[0-9]{{3}}{_X}"
+    rf"|[0-9]{{2}}{_S}[0-9]{{3}}{_S}[0-9]{{4}}{_S}[0-9]{{4}}{_S}[0-9]{{3}}{_X}"
+    rf"|[0-9]{{3}}{_S}[0-9]{{4}}{_S}[0-9]{{4}}{_S}[0-9]{{4}}{_S}[0-9]{_X})(?![0-9])")
+_ID15 = re.compile(rf"(?<![0-9A-Za-z])[1-9](?:[0-9]{{14}}|[0-9]{{5}}{_S}[0-9]{{6}}{_S}[0-9]{{3}})"
+                   r"(?![0-9Xx])")
 _ID_SHAPE = re.compile(r"(?<![0-9A-Za-z])(?:[1-9][0-9]{16}[0-9Xx]|[1-9][0-9]{14})(?![0-9A-Za-z])")
-_CARD = re.compile(rf"(?<![0-9A-Za-z])[0-9](?:{_SEP}[0-9]){{12,18}}(?![0-9A-Za-z])")
+# a card: written plain or in groups of four
+_CARD = re.compile(r"(?<![0-9A-Za-z+])(?:[0-9]{13,19}"
+                   r"|[0-9]{4}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,4})?)(?![0-9A-Za-z])")
 # Shapes the matcher does not take (glued to letters, number ranges it holds invalid).
 _LOOSE_PHONE = re.compile(
     r"(?<![0-9])(?:(?:\+|00)?86[ -]?)?1[ .\-]?[3-9](?:[ .\-]?[0-9]){9}(?![0-9])"
-    r"|(?<![0-9A-Za-z])0[1-9][0-9]{1,2}[ -]?[0-9]{7,8}(?![0-9A-Za-z])")
+    r"|(?<![0-9A-Za-z])0[1-9][0-9]{1,2}[ -]?[0-9]{7,8}(?![0-9A-Za-z])"
+    # landlines written in groups: (010) 8888 6666, 0755-8888-6666, +86 10 8888 6666
+    r"|(?<![0-9A-Za-z])(?:\(0[1-9][0-9]{1,2}\)|0[1-9][0-9]{1,2}"
+    r"|(?:\+|00)86[ -]?\(?[1-9][0-9]{1,2}\)?)"
+    r"[ -]?[2-9][0-9]{2,3}[ -][0-9]{4}(?![0-9A-Za-z])")
 _DIGIT = re.compile(r"[0-9]")
+_NUM = r"[0-9一二三四五六七八九十百零〇两]+"
+_UNIT = r"(?:号楼|號樓|号院|號院|栋|棟|幢|座|单元|單元|楼|樓|层|層|室|号|號|户|戶)"
+_STREET_NAME = r"(?:(?![省市区區县縣镇鎮乡鄉路街巷弄])[\u4e00-\u9fff]){1,6}"
+_ADDRESS = re.compile(
+    rf"{_STREET_NAME}(?:路|街|大道|巷|弄|胡同){_NUM}(?:[-－]{_NUM})*(?:号院|號院|号|號|弄)?"
+    rf"(?:{_NUM}(?:[-－]{_NUM})*{_UNIT}?)*"
+    rf"|(?:(?![省市区區县縣镇鎮乡鄉])[\u4e00-\u9fff]){{2,8}}(?:小区|小區|社区|社區|花园|花園|公寓|"
+    rf"大厦|大廈|家园|家園|新村|苑){_NUM}(?:[-－]{_NUM})*{_UNIT}?(?:{_NUM}(?:[-－]{_NUM})*{_UNIT}?)*")
+_ADDRESS_HINT = re.compile(r"[路街道巷弄同园園寓厦廈村苑]")
 
 
 def _digits(s: str) -> str:
@@ -86,9 +120,20 @@ def luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _overlapping(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    """Every match of ``pattern`` starting at any digit, overlapping ones included."""
+    out = []
+    for m in _DIGIT.finditer(text):
+        hit = pattern.match(text, m.start())
+        if hit:
+            out.append((hit.start(), hit.end()))
+    return out
+
+
 def find_spans(text: str) -> list[tuple[int, int, str]]:
-    """Non-overlapping ``(start, end, kind)`` spans, sorted; kinds ``email``, ``id_number``,
-    ``phone`` and ``bank_card``, in that order of precedence where spans overlap.
+    """Non-overlapping ``(start, end, kind)`` spans, sorted; kinds ``email``,
+    ``street_address``, ``id_number``, ``bank_card`` and ``phone``, in that order of precedence
+    where spans overlap.
 
     >>> find_spans("证件id11010519491231002X，电话1380 013 8000")
     [(4, 22, 'id_number'), (25, 38, 'phone')]
@@ -101,25 +146,33 @@ def find_spans(text: str) -> list[tuple[int, int, str]]:
 
     for m in _EMAIL.finditer(t):
         spans.append((m.start(), m.end(), "email"))
+    if _ADDRESS_HINT.search(t):
+        for m in _ADDRESS.finditer(t):
+            if free(m.start(), m.end()):
+                spans.append((m.start(), m.end(), "street_address"))
     if len(_DIGIT.findall(t)) >= 7:
-        for m in _ID18.finditer(t):
-            if valid_id18(_digits(m[0])) and free(m.start(), m.end()):
-                spans.append((m.start(), m.end(), "id_number"))
-        for m in _ID15.finditer(t):
-            if valid_id15(_digits(m[0])) and free(m.start(), m.end()):
-                spans.append((m.start(), m.end(), "id_number"))
+        # separators let a wrong match swallow the start of a right one: try every start
+        for a, b in _overlapping(_ID18, t):
+            if valid_id18(_digits(t[a:b])) and free(a, b):
+                spans.append((a, b, "id_number"))
+        for a, b in _overlapping(_ID15, t):
+            if valid_id15(_digits(t[a:b])) and free(a, b):
+                spans.append((a, b, "id_number"))
         for m in _ID_SHAPE.finditer(t):  # the bare shape, checked or not: a typo is personal too
             if free(m.start(), m.end()):
                 spans.append((m.start(), m.end(), "id_number"))
         for match in PhoneNumberMatcher(t, "CN", leniency=Leniency.VALID):
             if free(match.start, match.end):
                 spans.append((match.start, match.end, "phone"))
+        for a, b in _overlapping(_CARD, t):
+            cut = max(t.rfind(" ", a, b), t.rfind("-", a, b))
+            for end in (b, cut) if cut > a else (b,):  # a trailing group may be a neighbour's
+                if luhn(_digits(t[a:end])) and free(a, end):
+                    spans.append((a, end, "bank_card"))
+                    break
         for m in _LOOSE_PHONE.finditer(t):
             if free(m.start(), m.end()):
                 spans.append((m.start(), m.end(), "phone"))
-        for m in _CARD.finditer(t):
-            if luhn(_digits(m[0])) and free(m.start(), m.end()):
-                spans.append((m.start(), m.end(), "bank_card"))
     return sorted(spans)
 
 

@@ -50,10 +50,32 @@ SOURCES = ("customers", "behavior", "orders", "tickets")
 TYPES = ("string", "decimal", "integer", "boolean", "time", "list", "json")
 """Type names a mapping may give a canonical field."""
 
+CLASSES = ("identifier", "personal", "categorical", "numeric", "time", "free_text", "records")
+"""Data classes a mapping gives a field: what of its value may leave ingest (docs/contract.md,
+"Personal data policy"). ``identifier``: an id of a thing (tokenized if it holds personal data);
+``personal``: display mask plus keyed token; ``categorical``: a category, scrubbed; ``numeric``;
+``time``; ``free_text``: carried scrubbed (only fields declared so); ``records``: a list of
+objects whose declared keys (``nested``) are carried by their own classes, the rest dropped."""
+
+_CLASS_TYPES: dict[str, tuple[str, ...]] = {
+    "identifier": ("string",),
+    "personal": ("string",),
+    "categorical": ("string", "boolean"),
+    "numeric": ("decimal", "integer"),
+    "time": ("time",),
+    "free_text": ("string",),
+    "records": ("list", "json"),
+}
+_IMPLIED_CLASS = {"time": "time", "decimal": "numeric", "integer": "numeric",
+                  "boolean": "categorical"}
+"""The class of a field whose type says it all; string, list and json fields must declare one."""
+_NESTED_CLASSES = ("identifier", "personal", "categorical", "numeric", "free_text")
+
 EXTRA = "extra"
 """Key of the standardized output that holds the fields no alias matched (never dropped)."""
 
-_SECTION_KEYS = ("version", "source", "fields", "types", "values", "time_formats", "identity")
+_SECTION_KEYS = ("version", "source", "fields", "types", "values", "time_formats", "identity",
+                 "classes", "nested")
 _IDENTITY_KEYS = ("key", "state")
 _CANONICAL_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_NUMBER_TEXT = 64  # longer "numbers" are not numbers we accept
@@ -84,6 +106,12 @@ class FieldMapping:
     time_formats: dict[str, str] = field(default_factory=dict)
     identity_key: tuple[str, ...] = ()
     identity_state: tuple[str, ...] = ()
+    classes: dict[str, str] = field(default_factory=dict)
+    nested: dict[str, NestedFields] = field(default_factory=dict)
+
+    def class_of(self, canon: str) -> str | None:
+        """The data class of a canonical field (see :data:`CLASSES`), or None if undeclared."""
+        return self.classes.get(canon)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -99,6 +127,22 @@ class FieldMapping:
         try:
             return self.aliases.get(normalize_name(name))
         except Exception:  # noqa: BLE001 (an unreadable name matches nothing)
+            return None
+
+
+@dataclass(frozen=True)
+class NestedFields:
+    """The declared keys of a ``records`` field's objects: normalized source name -> canonical
+    key, and each canonical key's class (one of identifier, personal, categorical, numeric,
+    free_text). Keys not declared are dropped at ingest."""
+
+    aliases: dict[str, str]
+    classes: dict[str, str]
+
+    def canonical_name(self, name: object) -> str | None:
+        try:
+            return self.aliases.get(normalize_name(str(name)))
+        except Exception:  # noqa: BLE001
             return None
 
 
@@ -267,6 +311,8 @@ class _Section:
     values: dict[str, dict[str, str]]
     time_formats: dict[str, str]
     identity: dict[str, tuple[str, ...]]
+    classes: dict[str, str] = field(default_factory=dict)
+    nested: dict[str, dict[str, tuple[str, list[str]]]] = field(default_factory=dict)
 
 
 def _scalar_text(value: object, origin: str, what: str) -> str:
@@ -363,7 +409,40 @@ def _parse_section(data: dict[str, Any], origin: str) -> _Section:
         if not isinstance(names, list):
             raise _fail(origin, f"has an identity {part} that is not a list of field names")
         identity[part] = tuple(_canonical_name(n, origin, f"identity {part}") for n in names)
-    return _Section(version, fields, types, values, time_formats, identity)
+    classes: dict[str, str] = {}
+    for name, kind in _mapping_of(data, "classes", origin).items():
+        canon = _canonical_name(name, origin, "classes")
+        if kind not in CLASSES:
+            raise _fail(
+                origin,
+                f"gives field {canon} the unknown class {_show(kind)} "
+                f"(use one of {_list(CLASSES)})",
+            )
+        classes[canon] = kind
+    nested: dict[str, dict[str, tuple[str, list[str]]]] = {}
+    for name, keys in _mapping_of(data, "nested", origin).items():
+        canon = _canonical_name(name, origin, "nested")
+        if not isinstance(keys, dict):
+            raise _fail(origin, f"has nested keys of {canon} that are not a mapping")
+        spec: dict[str, tuple[str, list[str]]] = {}
+        for key, entry in keys.items():
+            sub = _canonical_name(key, origin, f"nested {canon}")
+            if not isinstance(entry, dict) or entry.get("class") not in _NESTED_CLASSES:
+                raise _fail(
+                    origin,
+                    f"gives the nested key {canon}.{sub} no valid class (write "
+                    f"{{class: one of {_list(_NESTED_CLASSES)}, aliases: [...]}})",
+                )
+            aliases = entry.get("aliases") or []
+            if isinstance(aliases, str):
+                aliases = [aliases]
+            if not isinstance(aliases, list):
+                raise _fail(
+                    origin, f"gives the nested key {canon}.{sub} aliases that are not a list")
+            spec[sub] = (entry["class"],
+                         [_scalar_text(a, origin, f"an alias of {canon}.{sub}") for a in aliases])
+        nested[canon] = spec
+    return _Section(version, fields, types, values, time_formats, identity, classes, nested)
 
 
 def _mapping_of(data: dict[str, Any], key: str, origin: str) -> dict[Any, Any]:
@@ -389,6 +468,8 @@ def _build(
     values: dict[str, dict[str, str]] = {}
     time_formats: dict[str, str] = {}
     identity: dict[str, tuple[str, ...]] = {}
+    classes: dict[str, str] = {}
+    nested: dict[str, dict[str, tuple[str, list[str]]]] = {}
     for section, _ in layers:
         fields.update(dict.fromkeys(section.fields))
     aliases: dict[str, str] = {}
@@ -458,6 +539,22 @@ def _build(
                         f"names {canon} in its identity {part}, which is not a field of {source}",
                     )
             identity[part] = names  # a user file's key (or state) replaces the default one
+        for canon, kind in section.classes.items():
+            if canon not in fields:
+                raise _fail(
+                    origin,
+                    f"gives a class to {canon}, which is not a field of {source} "
+                    "(declare it under fields)",
+                )
+            classes[canon] = kind
+        for canon, spec in section.nested.items():
+            if canon not in fields:
+                raise _fail(
+                    origin,
+                    f"declares nested keys of {canon}, which is not a field of {source} "
+                    "(declare it under fields)",
+                )
+            nested.setdefault(canon, {}).update(spec)
     ordered_types = {canon: types.get(canon, "string") for canon in fields}
     for canon in values:
         if ordered_types[canon] != "string":
@@ -476,10 +573,53 @@ def _build(
     for table in values.values():  # canonical values are accepted in any case
         for target in list(table.values()):
             table.setdefault(normalize_value(target), target)
+    ordered_classes = _classes(ordered_types, classes, nested, layers[-1][1])
     return FieldMapping(
         source, version, aliases, ordered_types, values, time_formats,
-        identity.get("key", ()), identity.get("state", ()),
+        identity.get("key", ()), identity.get("state", ()), ordered_classes,
+        {canon: _nested_fields(canon, spec, layers[-1][1]) for canon, spec in nested.items()},
     )
+
+
+def _classes(
+    types: dict[str, str],
+    declared: dict[str, str],
+    nested: dict[str, Any],
+    origin: str,
+) -> dict[str, str]:
+    """Every field's class: declared, or implied by its type; refuse what does not fit."""
+    out: dict[str, str] = {}
+    for canon, kind in types.items():
+        cls = declared.get(canon) or _IMPLIED_CLASS.get(kind)
+        if cls is None:
+            raise _fail(
+                origin,
+                f"gives the {kind} field {canon} no class: say under classes: what it holds "
+                f"({_list(CLASSES)}); personal data is carried only as masks and tokens",
+            )
+        if kind not in _CLASS_TYPES[cls]:
+            raise _fail(
+                origin,
+                f"gives the {kind} field {canon} the class {cls}, which applies only to "
+                f"{' or '.join(_CLASS_TYPES[cls])} fields",
+            )
+        out[canon] = cls
+    for canon in nested:
+        if out.get(canon) != "records":
+            raise _fail(origin, f"declares nested keys of {canon}, which is not of class records")
+    return out
+
+
+def _nested_fields(canon: str, spec: dict[str, tuple[str, list[str]]], origin: str) -> NestedFields:
+    aliases: dict[str, str] = {}
+    for sub, (_, names) in spec.items():
+        for name in [sub, *names]:
+            key = normalize_name(name)
+            if aliases.get(key, sub) != sub:
+                raise _fail(origin, f"gives the nested alias {_show(name)} to both "
+                                    f"{canon}.{aliases[key]} and {canon}.{sub}")
+            aliases[key] = sub
+    return NestedFields(aliases, {sub: cls for sub, (cls, _) in spec.items()})
 
 
 # ---------------------------------------------------------------------------------------------

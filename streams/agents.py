@@ -64,6 +64,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
         mappings=load_mappings(settings.mapping),
         zone=settings.zone,
         secret=settings.secret_bytes(),
+        secret_version=settings.pii_secret_version,
         max_future_skew=timedelta(seconds=settings.max_future_skew_s),
     )
 

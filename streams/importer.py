@@ -137,7 +137,8 @@ def import_many(
         if item.source not in mappings:
             mappings[item.source] = load_mapping(item.source, settings.mapping)
     prepared = [
-        prepare(parse_rows(item.data, item.fmt), mappings[item.source], settings.zone, keep_order)
+        prepare(parse_rows(item.data, item.fmt), mappings[item.source], settings.zone, keep_order,
+                secret=settings.secret_bytes(), secret_version=settings.pii_secret_version)
         for item in inputs
     ]
     stream = merge_by_event_time(prepared, keep_order)

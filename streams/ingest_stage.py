@@ -39,6 +39,7 @@ from custpulse.processors.quality import QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.envelope import envelopes, partition_for
 from custpulse.settings import Settings
+from custpulse.streams.client_logs import cap_client_logs
 from custpulse.streams.metrics import Metrics
 
 log = logging.getLogger("custpulse.ingest")
@@ -113,6 +114,7 @@ class IngestStage(Service):
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
+        cap_client_logs()  # every client logger exists by now
         s = self.settings
         self._producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap, client_id=s.ingest_group,

@@ -12,6 +12,7 @@ from custpulse.errors import ConfigError
 from custpulse.settings import Settings
 from custpulse.streams.admin import check_events_partitions, check_redis, ensure_topics
 from custpulse.streams.app import create_app
+from custpulse.streams.client_logs import cap_client_logs
 
 log = logging.getLogger("custpulse.worker")
 
@@ -39,6 +40,7 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104
     worker = faust.Worker(app, loglevel=log_level or settings.log_level, quiet=True)
+    cap_client_logs()
     if created:
         log.info("created topics: %s", ", ".join(created))
     worker.execute_from_commandline()

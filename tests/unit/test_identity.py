@@ -139,7 +139,8 @@ def test_an_importer_id_is_kept_only_by_its_own_source():
 
 def test_a_user_mapping_can_declare_the_business_key(tmp_path: Path):
     path = tmp_path / "m.yaml"
-    path.write_text("behavior:\n  fields:\n    log_id: [日志编号]\n  identity:\n    key: [log_id]\n",
+    path.write_text("behavior:\n  fields:\n    log_id: [日志编号]\n  classes:\n    log_id: identifier\n"
+                    "  identity:\n    key: [log_id]\n",
                     encoding="utf-8")
     mapping = load_mappings(path)["behavior"]
     assert mapping.identity_key == ("log_id",) and mapping.identity_state == ()

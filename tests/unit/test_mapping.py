@@ -586,6 +586,8 @@ fields:
   vip_since: [VIP开始时间]
 types:
   vip_since: time
+classes:
+  wechat_id: personal
 values:
   member_level: {VIP: gold, 普通: basic}
   wechat_id: {}
@@ -629,7 +631,8 @@ def test_user_alias_overrides_a_default_alias(tmp_path):
 def test_user_type_override_and_json_type(tmp_path):
     path = write(
         tmp_path,
-        "source: tickets\nfields:\n  meta: [附加信息]\ntypes:\n  meta: json\n  handling_minutes: decimal\n",
+        "source: tickets\nfields:\n  meta: [附加信息]\ntypes:\n  meta: json\n  handling_minutes: decimal\n"
+        "classes:\n  meta: records\n",
     )
     mapping = load_mapping("tickets", path)
     out, problems = standardize(
@@ -915,3 +918,31 @@ def test_standardize_never_raises_and_keeps_every_field(source, record, zone):
         if fields.get(name) is None:
             fields[name] = "U1" if name == "user_id" else MOMENT
     json.dumps(to_wire(from_standardized(source, fields)), default=str)
+
+
+def test_every_field_has_a_class_and_string_fields_must_declare_one(tmp_path):
+    for mapping in load_mappings().values():
+        assert set(mapping.classes) == set(mapping.types)
+    assert load_mapping("orders").class_of("amount") == "numeric"  # implied by its type
+    assert load_mapping("tickets").class_of("description") == "free_text"
+    path = write(tmp_path, "source: customers\nfields:\n  wechat_id: [微信号]\n")
+    with pytest.raises(ConfigError, match="string field wechat_id no class"):
+        load_mapping("customers", path)
+    path = write(tmp_path, "source: customers\nfields:\n  wechat_id: [微信号]\n"
+                           "classes:\n  wechat_id: secret\n")
+    with pytest.raises(ConfigError, match="unknown class 'secret'"):
+        load_mapping("customers", path)
+    path = write(tmp_path, "source: customers\nclasses:\n  region: numeric\n")
+    with pytest.raises(ConfigError, match="applies only to decimal or integer"):
+        load_mapping("customers", path)
+    path = write(tmp_path, "source: orders\nnested:\n  items:\n    receiver: {aliases: [收货人]}\n")
+    with pytest.raises(ConfigError, match="nested key items.receiver no valid class"):
+        load_mapping("orders", path)
+
+
+def test_user_nested_keys_add_to_the_default_ones(tmp_path):
+    path = write(tmp_path, "source: orders\nnested:\n  items:\n"
+                           "    receiver: {class: personal, aliases: [收货人]}\n")
+    spec = load_mapping("orders", path).nested["items"]
+    assert spec.canonical_name("收货人") == "receiver" and spec.classes["receiver"] == "personal"
+    assert spec.canonical_name("SKU") == "product_id"

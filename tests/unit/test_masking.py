@@ -26,7 +26,7 @@ SECRET = b"test-secret-not-for-production"
 MALE_ID = "110105194912310011"  # 17th digit 1 (odd), valid check digit
 FEMALE_ID = "11010519491231002X"  # 17th digit 2 (even), check character X
 MALE_ID_X = "44030519900101123X"  # 17th digit 3, check character X
-TOKEN = re.compile(r"tok_[0-9a-f]{32}")
+TOKEN = re.compile(r"tok_v1_[0-9a-f]{32}")
 
 
 # --- mask_phone ---------------------------------------------------------------------------
@@ -191,7 +191,8 @@ def test_token_format_and_determinism() -> None:
 
 def test_token_is_keyed_hmac_not_plain_hash() -> None:
     expected = hmac.new(SECRET, b"phone\x0013800138000", hashlib.sha256).hexdigest()[:32]
-    assert pii_token("13800138000", SECRET, "phone") == "tok_" + expected
+    assert pii_token("13800138000", SECRET, "phone") == "tok_v1_" + expected
+    assert pii_token("13800138000", SECRET, "phone", 2) == "tok_v2_" + expected
     plain = hashlib.sha256(b"13800138000").hexdigest()
     assert plain[:32] not in pii_token("13800138000", SECRET, "phone")
 
