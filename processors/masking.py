@@ -297,6 +297,11 @@ def _mask_cued_name(m: re.Match[str]) -> str:
     return cue + gap + mask_name(name)
 
 
+def scrub_names(text: str) -> str:
+    """Names masked by :func:`_scrub_names` only (no other detection)."""
+    return _scrub_names(text)
+
+
 def _scrub_names(text: str) -> str:
     """Mask names found after cue words or before honorifics (a heuristic; see module doc).
 

@@ -40,7 +40,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from custpulse.processors.excerpt import field_label, pii_kind_by_name
-from custpulse.processors.masking import PII_FIELDS, mask_as, pii_token, scrub_text
+from custpulse.processors.masking import PII_FIELDS, mask_as, pii_token, scrub_names, scrub_text
 from custpulse.processors.pii_detect import find_spans
 from custpulse.schemas.mapping import EXTRA, FieldMapping, NestedFields
 from custpulse.schemas.times import to_iso
@@ -95,7 +95,7 @@ def protect_identifier(value: Any, secret: bytes, version: int = 1) -> str:
     spans = find_spans(text)
     if len(spans) == 1 and spans[0][:2] == (0, len(text)) and spans[0][2] in TOKEN_KINDS:
         return pii_token(text, secret, spans[0][2], version)
-    if spans or scrub_text(text) != text:
+    if spans or scrub_names(text) != text:
         return pii_token(text, secret, "identifier", version)
     return text
 
