@@ -97,7 +97,7 @@ def scoped_id(source: str, rule: str, payload: Any) -> str:
     """
     if source not in SOURCES or rule not in RULES:
         raise ValueError(f"no id rule {rule!r} for source {source!r}")
-    digest = hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(canonical_json(payload).encode("utf-8", "surrogatepass")).hexdigest()
     return f"{source}:{rule}:{digest[:HASH_HEX]}"
 
 

@@ -110,7 +110,7 @@ def _parse_jsonl(text: str) -> Iterable[ImportRow]:
             continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             yield ImportRow(number, error="not_json", raw=line)
             continue
         if isinstance(value, dict):

@@ -12,6 +12,7 @@ for the future-skew rule.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -120,8 +121,11 @@ def _ingest(
         )
     try:
         record: Any = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return Rejected("not_json", None, "payload is not valid UTF-8 JSON", excerpt_raw(raw))
+    if _SURROGATE_ESCAPE.search(raw) and not _valid_unicode(record):
+        return Rejected("not_json", None, "payload has text that is not valid Unicode "
+                        "(a lone surrogate escape)", excerpt_raw(raw.decode("utf-8", "replace")))
     if not isinstance(record, dict):
         return Rejected("not_object", None, f"payload is a JSON {type(record).__name__}",
                         describe(record))
@@ -157,6 +161,19 @@ def _ingest(
         identity_view(standardized, mapping, config.secret, config.secret_version), mapping,
         position=(position.topic, position.partition, position.offset))
     return Accepted(CanonicalEvent(event_id, source, data["user_id"], moment, data, flags))
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _valid_unicode(record: Any) -> bool:
+    """Whether every text of a parsed payload is valid Unicode (JSON escapes can spell lone
+    surrogates, which no Kafka key, Redis key or UTF-8 file can hold)."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return False
+    return True
 
 
 def _time_field(source: str, fields: dict[str, Any]) -> str:
@@ -280,7 +297,7 @@ def _parsed(value: Any) -> Any:
         try:
             return json.loads(value)
         except (ValueError, RecursionError):
-            return describe(value)
+            return describe(value)  # already types only
     return value
 
 
@@ -292,10 +309,11 @@ def excerpt_raw(raw: bytes | str) -> dict[str, Any]:
     """What a dead letter keeps of a raw line: its size and either the types of its JSON or,
     when it is not JSON, its shape (punctuation kept, letters ``a``, digits ``9``)."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    size = len(text.encode("utf-8", "surrogatepass"))
     try:
-        return {"bytes": len(text.encode()), "types": describe(json.loads(text))}
-    except ValueError:
-        return {"bytes": len(text.encode()), "shape": shape_text(text)}
+        return {"bytes": size, "types": describe(json.loads(text))}
+    except (ValueError, RecursionError):
+        return {"bytes": size, "shape": shape_text(text)}
 
 
 def _safe_payload(raw: bytes | None, source: str, config: IngestConfig) -> Any:

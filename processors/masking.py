@@ -264,10 +264,10 @@ def _scrub(text: str) -> str:
 
 # Names in free text cannot be found by their shape; they are found after a cue word
 # ("客户 李娜", "姓名：王芳", "我叫张伟") or before an honorific ("张先生", "欧阳女士").
-_NAME_AFTER_CUE = re.compile(
+_NAME_AFTER_CUE_TEXT = (
     r"(姓名|联系人|聯繫人|聯絡人|收件人|收货人|收貨人|我叫|名字是|名字叫)([\s:：是为為]*)"
     r"([\u4e00-\u9fff]{2,4})"
-    r"|(客户|客戶|顾客|顧客|用户|用戶)([\s:：]+)([\u4e00-\u9fff]{2,3})"
+    r"|(客户|客戶|顾客|顧客|用户|用戶)([\s:：]+)([SURNAMES][\u4e00-\u9fff]{1,2})"
 )
 # 253 of the most frequent single-character surnames (compound ones: _COMPOUND_SURNAMES).
 _SURNAMES = (
@@ -278,12 +278,13 @@ _SURNAMES = (
     "屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧"
     "闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
 )
+_NAME_AFTER_CUE = re.compile(_NAME_AFTER_CUE_TEXT.replace("SURNAMES", _SURNAMES))
 _NAME_TITLED = re.compile(
-    rf"([{_SURNAMES}][\u4e00-\u9fff]{{0,2}}?)(先生|女士|小姐|老师|老師|经理|經理)")
+    rf"([{_SURNAMES}][\u4e00-\u9fff]{{0,2}}?)\s?[(（]?(先生|女士|小姐|老师|老師|经理|經理)")
 # A surname-led name glued to a cue before it (客户李娜) or to a verb after it (李娜来电).
 _NAME_GLUED = re.compile(
     rf"(客户|客戶|顾客|顧客|用户|用戶|联系人|收货人|持卡人|业主|患者|学员)([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
-    r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访|下单|退货|[，。,.;；:：、!！?？)）\s]|$)"
+    r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访|下单|退货|的|已|在|于|[，。,.;；:：、!！?？)）\s]|$)"
     rf"|(?<![\u4e00-\u9fff])([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
     r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访)"
 )

@@ -56,6 +56,15 @@ PERSONAL_NUMBER_DIGITS = 10
 MAX_ITEMS = 1000
 """Objects of a records field carried per record; the rest are dropped (counted)."""
 
+MAX_FREE_TEXT = 4096
+"""Characters of a free-text field carried (scrubbed); the rest is cut."""
+
+MAX_CATEGORY = 256
+"""Characters of a category (or nested text) carried; a longer value is cut to this."""
+
+MAX_IDENTIFIER = 128
+"""An identifier longer than this always travels as its token (nothing that long is an id)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Carried:
@@ -92,6 +101,8 @@ def protect_identifier(value: Any, secret: bytes, version: int = 1) -> str:
     True
     """
     text = str(value).strip()
+    if len(text) > MAX_IDENTIFIER:
+        return pii_token(text, secret, "identifier", version)
     spans = find_spans(text)
     if len(spans) == 1 and spans[0][:2] == (0, len(text)) and spans[0][2] in TOKEN_KINDS:
         return pii_token(text, secret, spans[0][2], version)
@@ -113,6 +124,8 @@ def is_personal_number(value: Any) -> bool:
     except (OverflowError, ValueError):
         return False
     digits = str(whole)
+    if len(digits) >= 16:  # past float precision: its digits cannot be checked, and no amount
+        return True        # or count is that large
     return len(digits) >= PERSONAL_NUMBER_DIGITS and bool(find_spans(digits))
 
 
@@ -179,7 +192,7 @@ def _records(canon: str, value: Any, spec: NestedFields | None, secret: bytes, v
             elif cls == "personal":
                 _personal(sub, sub_value, None, secret, version, carried)
             else:  # categorical, free_text
-                carried[sub] = scrub_text(str(sub_value))
+                carried[sub] = scrub_text(str(sub_value)[:MAX_CATEGORY])
         out.append(carried)
     return out if isinstance(value, list) else (out[0] if out else None)
 
@@ -206,7 +219,8 @@ def carry(fields: dict[str, Any], mapping: FieldMapping, secret: bytes,
         elif cls == "time":
             out[canon] = to_iso(value) if isinstance(value, datetime) else value
         elif cls in ("categorical", "free_text"):
-            out[canon] = scrub_text(value) if isinstance(value, str) else value
+            limit = MAX_FREE_TEXT if cls == "free_text" else MAX_CATEGORY
+            out[canon] = scrub_text(value[:limit]) if isinstance(value, str) else value
         elif cls == "records":
             out[canon] = _records(canon, value, mapping.nested.get(canon), secret, version,
                                   dropped)
@@ -217,10 +231,13 @@ def carry(fields: dict[str, Any], mapping: FieldMapping, secret: bytes,
 
 def identity_view(fields: dict[str, Any], mapping: FieldMapping, secret: bytes,
                   version: int = 1) -> dict[str, Any]:
-    """``fields`` with every personal value (personal fields, identifiers holding personal
-    data) replaced by its keyed token: what event ids are hashed over. Other values are left
-    exactly as standardized, so ids of records without personal keys do not change."""
+    """``fields`` as event ids are hashed over: every value that holds personal data replaced
+    by its keyed token (personal fields; identifiers, categories and free text that hold any),
+    ``records`` fields as they are carried (declared keys only, scrubbed), ``extra`` dropped.
+    Values without personal data are left exactly as standardized, so ids of ordinary records
+    do not change."""
     view = dict(fields)
+    view.pop(EXTRA, None)
     for canon, value in fields.items():
         if value is None or canon == EXTRA:
             continue
@@ -229,6 +246,12 @@ def identity_view(fields: dict[str, Any], mapping: FieldMapping, secret: bytes,
             view[canon] = protect_identifier(value, secret, version)
         elif cls == "personal":
             view[canon] = pii_token(str(value), secret, personal_kind(canon), version)
+        elif cls in ("categorical", "free_text") and isinstance(value, str):
+            if scrub_text(value) != value:
+                view[canon] = pii_token(value, secret, cls, version)
+        elif cls == "records":
+            view[canon] = _records(canon, value, mapping.nested.get(canon), secret, version,
+                                   set())
     return view
 
 
