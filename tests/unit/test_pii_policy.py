@@ -73,11 +73,16 @@ def _group(digits: str, sizes: tuple[int, ...], sep: str) -> str:
 def mobiles(draw: Any) -> Raw:
     digits = "1" + draw(st.sampled_from("3456789")) + draw(st.text("0123456789", min_size=9,
                                                                    max_size=9))
-    form = draw(st.sampled_from(("plain", "344", "434", "dots", "dashes", "+86", "0086")))
+    form = draw(st.sampled_from(("plain", "344", "434", "dots", "dashes", "+86", "0086",
+                                 "underscores", "middots", "en_dashes", "numerals", "fullwidth")))
     text = {
         "plain": digits, "344": _group(digits, (3, 4, 4), " "), "434": _group(digits, (4, 3, 4), " "),
         "dots": _group(digits, (3, 4, 4), "."), "dashes": _group(digits, (3, 4, 4), "-"),
         "+86": "+86 " + _group(digits, (3, 4, 4), " "), "0086": "0086" + digits,
+        "underscores": _group(digits, (3, 4, 4), "_"), "middots": _group(digits, (3, 4, 4), "·"),
+        "en_dashes": _group(digits, (3, 4, 4), "–"),
+        "numerals": digits.translate(str.maketrans("0123456789", "零一二三四五六七八九")),
+        "fullwidth": digits.translate({c: c + 0xFEE0 for c in range(0x30, 0x3A)}),
     }[form]
     return Raw(text, digits, text)
 
@@ -159,6 +164,10 @@ def cued_names(draw: Any) -> Raw:
 
 @st.composite
 def addresses(draw: Any) -> Raw:
+    if draw(st.booleans()):  # a compound: 阳光小区5栋2单元301, 华润大厦A座1201室
+        place = draw(st.sampled_from(("阳光小区", "幸福社区", "华润大厦", "锦绣花园", "李庄村")))
+        unit = draw(st.sampled_from(("5栋2单元301", "3号楼", "A座1201室", "B栋302", "3组15号")))
+        return Raw(place + unit, place + unit)
     street = draw(st.sampled_from(_STREETS)) + str(draw(st.integers(1, 999))) + "号"
     unit = draw(st.sampled_from(("", "2栋301室", "3号楼2单元501", "院5号")))
     prefix = draw(st.sampled_from(("", "广东省深圳市南山区", "北京市朝阳区", "浙江省杭州市西湖区")))
