@@ -55,7 +55,7 @@ _IDN = r"[^\W\d_A-Za-z]+"  # a domain label in a script other than Latin
 _ASCII_DOT = r"(?:\.|。(?=(?:com|cn|net|org|edu|gov|io|co)(?![A-Za-z])))"
 _EMAIL = re.compile(
     # a local part in any script, mixed too (王伟abc@例子.中国, zhang伟@qq.com), bounded
-    rf"(?<![\w.%+-])[\w.%+-]{{1,64}}(?:\s?@\s?|\s*[(\[]at[)\]]\s*)"
+    rf"(?<![A-Za-z0-9._%+-])[\w.%+-]{{1,64}}(?:\s?@\s?|\s*[(\[]at[)\]]\s*)"
     # an internationalised domain (例子.中国, 例子。中国) or an ASCII one (example.com)
     rf"(?:{_IDN}(?:{_DOT}{_IDN})*{_DOT}{_IDN}"
     rf"|[A-Za-z0-9-]{{1,63}}(?:{_ASCII_DOT}[A-Za-z0-9-]{{1,63}})*{_ASCII_DOT}[A-Za-z]{{2,}})",
@@ -172,7 +172,8 @@ def find_spans(text: str) -> list[tuple[int, int, str]]:
     >>> find_spans("证件id11010519491231002X，电话1380 013 8000")
     [(4, 22, 'id_number'), (25, 38, 'phone')]
     """
-    t = _DIGIT_COMMA.sub(" ", str(text).translate(_DETECT))
+    words = str(text).translate(FULLWIDTH)  # e-mails and addresses (文三路 keeps its 三)
+    t = _DIGIT_COMMA.sub(" ", words.translate(_DETECT))  # numbers
     spans: list[tuple[int, int, str]] = []
     taken = bytearray(len(t) + 1)  # 1 where a span already is: linear, whatever the spans
 
@@ -182,13 +183,13 @@ def find_spans(text: str) -> list[tuple[int, int, str]]:
         taken[a:b] = b"\x01" * (b - a)
         return True
 
-    if "@" in t or _AT_WORD.search(t):
-        for m in _EMAIL.finditer(t):
-            start = _email_start(t, m.start(), m.end())
+    if "@" in words or _AT_WORD.search(words):
+        for m in _EMAIL.finditer(words):
+            start = _email_start(words, m.start(), m.end())
             if free(start, m.end()):
                 spans.append((start, m.end(), "email"))
-    if _ADDRESS_HINT.search(t):
-        for m in _ADDRESS.finditer(t):
+    if _ADDRESS_HINT.search(words):
+        for m in _ADDRESS.finditer(words):
             if free(m.start(), m.end()):
                 spans.append((m.start(), m.end(), "street_address"))
     if len(_DIGIT.findall(t)) >= 7:

@@ -50,7 +50,7 @@ CONFIG = IngestConfig(MAPPINGS, SH, SECRET, timedelta(minutes=5))
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭"
 _GIVEN = "伟娜敏静丽强磊军洋勇艳杰娟涛明超秀霞刚桂英华"
-_STREETS = ("科技园路", "建国路", "中山路", "人民大道", "解放街", "长寿巷")
+_STREETS = ("科技园路", "建国路", "中山路", "人民大道", "解放街", "长寿巷", "文三路", "三里屯路")
 
 
 class Raw:
@@ -134,8 +134,10 @@ def cards(draw: Any) -> Raw:
 
 @st.composite
 def emails(draw: Any) -> Raw:
-    tag = draw(st.text("abcdefghijkmnpqrstuvwxyz", min_size=4, max_size=6))
-    digits = draw(st.text("0123456789", min_size=2, max_size=3))
+    # no "a" and no "9": a dead letter's shape writes letters as "a" and digits as "9", so a
+    # local part of only those would be found in any shape (a false alarm, not a leak)
+    tag = draw(st.text("bcdefghijkmnpqrstuvwxyz", min_size=4, max_size=6))
+    digits = draw(st.text("012345678", min_size=2, max_size=3))
     form = draw(st.sampled_from(("ascii", "at", "brackets", "intl")))
     if form == "intl":
         local = draw(st.sampled_from(_SURNAMES)) + draw(st.sampled_from(_GIVEN)) + tag

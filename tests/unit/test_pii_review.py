@@ -58,7 +58,8 @@ def test_numbers_that_are_cards_or_phones_are_rejected(amount):
 
 
 @pytest.mark.parametrize("text", ["阳光小区5栋2单元301", "幸福社区3号楼", "华润大厦A座1201室",
-                                  "阳光花园B栋302", "建国门外大街甲6号", "李庄村3组15号"])
+                                  "阳光花园B栋302", "建国门外大街甲6号", "李庄村3组15号",
+                                  "文三路90号", "三里屯路19号院"])
 def test_compound_and_lettered_addresses_are_masked(text):
     assert scrub_text(text) == "****"
 
