@@ -167,7 +167,8 @@ def prepare(
     mapping: FieldMapping,
     zone: tzinfo,
     keep_order: bool = False,
-    secret: bytes | None = None,
+    *,
+    secret: bytes,
     secret_version: int = 1,
 ) -> list[ImportRow]:
     """Read every readable row with ``mapping`` (naive times in ``zone``), give it its event id,
@@ -180,9 +181,9 @@ def prepare(
     field of the source, as the worker picks it), stable, with rows without a readable time
     last; ``keep_order=True`` keeps file order. Pure.
 
-    With ``secret`` (the worker's PII secret; ``custpulse import`` always passes it) ids are
-    hashed over the identity view (:func:`custpulse.processors.policy.identity_view`), in which
-    personal values are keyed tokens, exactly as the worker hashes them.
+    ``secret`` (and ``secret_version``) must be the worker's PII secret: ids are hashed over the
+    identity view (:func:`custpulse.processors.policy.identity_view`), in which personal values
+    are keyed tokens, exactly as the worker hashes them.
     """
     source = mapping.source
     seen: dict[str, int] = {}
@@ -193,13 +194,9 @@ def prepare(
             continue
         record = dict(row.record)
         fields, _ = standardize(record, mapping, zone)
-        if secret is not None:
-            hashed = identity_view(fields, mapping, secret, secret_version)
-            event_id = keyed_event_id(source, own_id_view(record, secret, secret_version),
-                                      hashed, mapping)
-        else:
-            hashed = fields
-            event_id = keyed_event_id(source, record, fields, mapping)
+        hashed = identity_view(fields, mapping, secret, secret_version)
+        event_id = keyed_event_id(source, own_id_view(record, secret, secret_version),
+                                  hashed, mapping)
         if event_id is None:
             fingerprint = content_fingerprint(hashed)
             seen[fingerprint] = seen.get(fingerprint, 0) + 1

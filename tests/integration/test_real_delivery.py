@@ -25,7 +25,14 @@ from custpulse.state.redis_mirror import decode_profile
 from custpulse.state.tables import PROFILES
 from custpulse.streams.admin import consumer_lag, ensure_topics
 
-from .conftest import WorkerProcess, free_port, isolated_settings, run_cli, wait_drained
+from .conftest import (
+    TEST_SECRET,
+    WorkerProcess,
+    free_port,
+    isolated_settings,
+    run_cli,
+    wait_drained,
+)
 from .kafka_read import end_offsets, read_events, read_topic, table_from_changelog
 from .test_pipeline import observed_redis, observed_table
 
@@ -309,7 +316,9 @@ def importer_records(settings: Settings, folder: Path) -> list[tuple[str, Any]]:
     for source in SOURCES:
         path = folder / f"{source}.jsonl"
         rows = prepare(parse_rows(path.read_bytes(), "jsonl"), load_mapping(source),
-                       settings.zone, keep_order=True)
+                       settings.zone, keep_order=True, secret=TEST_SECRET.encode())
+        # the secret the CLI and the workers run with (env_for): ids hash personal values as
+        # tokens under it
         assert all(r.ok and r.event_time is not None and r.key for r in rows), source
         out += [(source, r) for r in rows]
     return out

@@ -46,7 +46,8 @@ def _ingest(record: dict, source: str, offset: int, partition: int = 0) -> Accep
 
 def _ids(data: bytes, source: str, fmt: str = "csv") -> list[str]:
     """The event ids of a file's rows, in file order."""
-    rows = prepare(parse_rows(data, fmt), MAPPINGS[source], SH, keep_order=True)
+    rows = prepare(parse_rows(data, fmt), MAPPINGS[source], SH, keep_order=True,
+                   secret=CONFIG.secret)
     return [r.event_id for r in rows]
 
 
@@ -204,9 +205,10 @@ def test_rows_with_a_business_key_keep_it_in_imports():
 
 def test_the_importer_and_the_worker_agree_on_every_id():
     data = EXPORT + "U4,2024-03-18 08:00:00,1.00,APP\n"
-    rows = prepare(parse_rows(data.encode(), "csv"), MAPPINGS["orders"], SH)
+    rows = prepare(parse_rows(data.encode(), "csv"), MAPPINGS["orders"], SH, secret=CONFIG.secret)
     keyed = "user_id,order_id,order_time\nU1,O7,2024-03-15\n"
-    rows += prepare(parse_rows(keyed.encode(), "csv"), MAPPINGS["orders"], SH)
+    rows += prepare(parse_rows(keyed.encode(), "csv"), MAPPINGS["orders"], SH,
+                    secret=CONFIG.secret)
     for offset, row in enumerate(rows):
         event = _ingest(row.record, "orders", offset=offset).event
         assert event.event_id == row.event_id
@@ -226,12 +228,12 @@ def test_several_files_are_merged_by_event_time_stably():
     customers = prepare(parse_rows(
         b'{"user_id": "U1", "register_date": "2024-03-01 00:00"}\n'
         b'{"user_id": "U2", "register_date": "2024-03-03 00:00"}\n', "jsonl"),
-        MAPPINGS["customers"], SH)
+        MAPPINGS["customers"], SH, secret=CONFIG.secret)
     orders = prepare(parse_rows(
         b'{"user_id": "U1", "order_time": "2024-03-02 00:00", "order_id": "A"}\n'
         b'{"user_id": "U2", "order_time": "2024-03-03 00:00", "order_id": "B"}\n'
         b'{"user_id": "U3", "order_time": "someday", "order_id": "C"}\n'
-        b'not json\n', "jsonl"), MAPPINGS["orders"], SH)
+        b'not json\n', "jsonl"), MAPPINGS["orders"], SH, secret=CONFIG.secret)
     merged = merge_by_event_time([customers, orders])
     order = [(i, r.row_number) for i, r in merged]
     # U1 registers, U1 orders, then the tie at 03-03: the file given first goes first

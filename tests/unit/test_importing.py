@@ -21,6 +21,7 @@ from custpulse.processors.importing import (
 )
 from custpulse.schemas.mapping import load_mappings
 
+SECRET = b"import-test-secret-0123456789abcdef"
 SH = ZoneInfo("Asia/Shanghai")
 MAPPINGS = load_mappings()
 
@@ -72,8 +73,8 @@ def test_detect_format():
 
 def test_ids_are_deterministic_and_identical_rows_differ():
     rows = parse_rows(JSONL, "jsonl")
-    first = prepare(rows, MAPPINGS["orders"], SH, keep_order=True)
-    again = prepare(parse_rows(JSONL, "jsonl"), MAPPINGS["orders"], SH, True)
+    first = prepare(rows, MAPPINGS["orders"], SH, keep_order=True, secret=SECRET)
+    again = prepare(parse_rows(JSONL, "jsonl"), MAPPINGS["orders"], SH, True, secret=SECRET)
     ids = [r.record["event_id"] for r in first if r.ok]
     assert ids == [r.record["event_id"] for r in again if r.ok]
     assert ids == [r.event_id for r in first if r.ok]
@@ -94,7 +95,7 @@ def test_legacy_file_ids_still_depend_on_the_file_and_source():
 
 def test_own_event_id_is_kept():
     data = b'{"user_id": "U1", "event_id": "E-42", "order_time": "2024-01-01"}\n'
-    (row,) = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH)
+    (row,) = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH, secret=SECRET)
     assert row.record["event_id"] == "E-42"  # the record is sent as it is ...
     # ... and the worker counts it under the source-scoped hash of its own id (issue 9)
     assert row.event_id == own_event_id("orders", {"event_id": "E-42"}, {})
@@ -110,10 +111,11 @@ def test_sorting_by_event_time_across_formats_and_zones():
         b'{"user_id": "F"}\n'
         b'{"user_id": "G", "order_time": 1709251200}\n'  # a bare number: ambiguous (issue 9)
     )
-    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH)
+    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH, secret=SECRET)
     assert [r.record["user_id"] for r in rows] == ["D", "B", "E", "A", "C", "F", "G"]
     assert rows[0].event_time == datetime(2024, 3, 1, tzinfo=UTC)
-    kept = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH, keep_order=True)
+    kept = prepare(parse_rows(data, "jsonl"), MAPPINGS["orders"], SH, keep_order=True,
+                   secret=SECRET)
     assert [r.record["user_id"] for r in kept] == ["A", "B", "C", "D", "E", "F", "G"]
 
 
@@ -122,15 +124,15 @@ def test_customers_sort_by_register_date_and_tickets_by_opened_at():
         b'{"user_id": "A", "register_date": "2024-05-01 00:00:00"}\n'
         b'{"user_id": "B", "register_date": "2023-05-01 00:00:00"}\n'
     )
-    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["customers"], SH)
+    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["customers"], SH, secret=SECRET)
     assert [r.record["user_id"] for r in rows] == ["B", "A"]
     data = b'{"user_id": "A", "opened_at": "2024-05-02"}\n{"user_id": "B", "opened_at": "2024-05-01"}\n'
-    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["tickets"], SH)
+    rows = prepare(parse_rows(data, "jsonl"), MAPPINGS["tickets"], SH, secret=SECRET)
     assert [r.record["user_id"] for r in rows] == ["B", "A"]
 
 
 def test_unreadable_rows_pass_through_prepare():
-    rows = prepare(parse_rows(JSONL, "jsonl"), MAPPINGS["orders"], SH)
+    rows = prepare(parse_rows(JSONL, "jsonl"), MAPPINGS["orders"], SH, secret=SECRET)
     assert sum(1 for r in rows if not r.ok) == 2
     assert len(rows) == 5
 
