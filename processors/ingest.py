@@ -158,7 +158,8 @@ def _ingest(
     # view, in which personal values are already keyed tokens.
     event_id = event_identity(
         source, own_id_view(record, config.secret, config.secret_version),
-        identity_view(standardized, mapping, config.secret, config.secret_version), mapping,
+        identity_view(standardized, mapping, config.secret, config.secret_version, carried),
+        mapping,
         position=(position.topic, position.partition, position.offset))
     return Accepted(CanonicalEvent(event_id, source, data["user_id"], moment, data, flags))
 

@@ -503,20 +503,10 @@ def _build(
                     )
                 claimed[key] = aliases[key] = canon
         for canon, kind in section.types.items():
-            if canon not in fields:
-                raise _fail(
-                    origin,
-                    f"gives a type to {canon}, which is not a field of {source} "
-                    "(declare it under fields)",
-                )
+            _declared(canon, fields, origin, source, "gives a type to")
             types[canon] = kind
         for canon, table in section.values.items():
-            if canon not in fields:
-                raise _fail(
-                    origin,
-                    f"has a value map for {canon}, which is not a field of {source} "
-                    "(declare it under fields)",
-                )
+            _declared(canon, fields, origin, source, "has a value map for")
             merged = values.setdefault(canon, {})
             for raw, target in table.items():
                 key = normalize_value(raw)
@@ -524,12 +514,7 @@ def _build(
                     raise _fail(origin, f"has an empty value in the value map of {canon}")
                 merged[key] = target
         for canon in section.time_formats:
-            if canon not in fields:
-                raise _fail(
-                    origin,
-                    f"gives a time format to {canon}, which is not a field of {source} "
-                    "(declare it under fields)",
-                )
+            _declared(canon, fields, origin, source, "gives a time format to")
         time_formats.update(section.time_formats)
         for part, names in section.identity.items():
             for canon in names:
@@ -540,20 +525,10 @@ def _build(
                     )
             identity[part] = names  # a user file's key (or state) replaces the default one
         for canon, kind in section.classes.items():
-            if canon not in fields:
-                raise _fail(
-                    origin,
-                    f"gives a class to {canon}, which is not a field of {source} "
-                    "(declare it under fields)",
-                )
+            _declared(canon, fields, origin, source, "gives a class to")
             classes[canon] = kind
         for canon, spec in section.nested.items():
-            if canon not in fields:
-                raise _fail(
-                    origin,
-                    f"declares nested keys of {canon}, which is not a field of {source} "
-                    "(declare it under fields)",
-                )
+            _declared(canon, fields, origin, source, "declares nested keys of")
             nested.setdefault(canon, {}).update(spec)
     ordered_types = {canon: types.get(canon, "string") for canon in fields}
     for canon in values:
@@ -579,6 +554,15 @@ def _build(
         identity.get("key", ()), identity.get("state", ()), ordered_classes,
         {canon: _nested_fields(canon, spec, layers[-1][1]) for canon, spec in nested.items()},
     )
+
+
+def _declared(canon: str, fields: dict[str, None], origin: str, source: str, what: str) -> None:
+    """Refuse a section entry for a field that no ``fields`` entry declares."""
+    if canon not in fields:
+        raise _fail(
+            origin,
+            f"{what} {canon}, which is not a field of {source} (declare it under fields)",
+        )
 
 
 def _classes(
