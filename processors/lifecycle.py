@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from custpulse.processors.alerts import segment_alert
-from custpulse.processors.profile import next_window_change, profile_view
+from custpulse.processors.profile import view_and_next_change
 from custpulse.processors.segments import Evaluation, evaluate, next_deadline, transition
 from custpulse.schemas.segments import TagLibrary
 from custpulse.schemas.times import to_iso
@@ -85,7 +85,7 @@ def decide(
     evaluation (default: ``cause``), remembered for re-sending; ``write``: the version of the
     table write that will carry this evaluation (retention of remembered alerts).
     """
-    view = profile_view(profile, as_of)
+    view, window_change = view_and_next_change(profile, as_of)
     history = None
     if seg and seg.get("segment"):
         history = {"segment": seg["segment"], "since": _at(seg["since"])}
@@ -120,7 +120,7 @@ def decide(
     }
     history_after = {"segment": new.segment, "since": since}
     candidates = [
-        next_window_change(profile, as_of),
+        window_change,
         next_deadline(library, view, history_after, as_of=as_of),
     ]
     due = [c for c in candidates if c is not None and c > as_of]

@@ -103,6 +103,7 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from custpulse.schemas.events import CanonicalEvent
@@ -124,6 +125,7 @@ MASTER_FIELDS = ("region", "member_level", "industry", "register_date", "custome
 """Master data kept on the profile (the personal fields are the masked forms)."""
 _MICRO = 10**6
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _CENT = Decimal("0.01")
 _EXACT = Context(prec=400, rounding=ROUND_HALF_UP)  # any finite float, no overflow
 
@@ -410,6 +412,7 @@ def _days(later: datetime, earlier_ms: int | None) -> float | None:
     return (later.timestamp() * 1000 - earlier_ms) / 86_400_000
 
 
+@lru_cache(maxsize=8192)
 def _iso(ms: int | None) -> str | None:
     return None if ms is None else to_iso(_dt(ms))
 
@@ -454,9 +457,63 @@ def _latest_step(orders: dict[str, Any], funnel: dict[str, Any]) -> str | None:
 
 def profile_view(s: ProfileState | None, as_of: datetime) -> dict[str, Any]:
     """All profile values as of ``as_of`` (flat, JSON-ready; times ISO 8601 UTC)."""
-    s = _current(s, in_place=False) if s is not None else new_profile()
+    return view_and_next_change(s, as_of)[0]
+
+
+def next_window_change(s: ProfileState | None, as_of: datetime) -> datetime | None:
+    """The earliest time after ``as_of`` at which a value changes with no new event (for
+    time-driven re-evaluation): when the oldest bucket of a window leaves it, or when an
+    open complaint reaches its ``closed_at``."""
+    if s is None:
+        return None
+    return view_and_next_change(s, as_of)[1]
+
+
+def view_and_next_change(
+    s: ProfileState | None, as_of: datetime
+) -> tuple[dict[str, Any], datetime | None]:
+    """:func:`profile_view` and :func:`next_window_change` of the same state and time, in one
+    pass over the hourly buckets (what a re-evaluation needs)."""
+    state = _current(s, in_place=False) if s is not None else new_profile()
     orders, act, funnel, service, master = (
-        s["orders"], s["activity"], s["funnel"], s["service"], s["master"])
+        state["orders"], state["activity"], state["funnel"], state["service"], state["master"])
+    # Window edges as hour indexes (exact integers): bucket h is inside the window of N days
+    # when h > floor_N, and leaves it when floor_N reaches h, at h * 1 h + N days.
+    start = math.floor(as_of.timestamp() / RESOLUTION_S) * RESOLUTION_S  # window_start(as_of)
+    now_ms = _ms(as_of)
+    f30, f90, f365 = ((start - days * 86400) // RESOLUTION_S for days in ORDER_WINDOWS_DAYS)
+    c30 = c90 = c365 = m30 = m90 = m365 = 0
+    low30 = low90 = low365 = None
+    for key, (count, money) in orders["buckets"].items():
+        h = int(key)
+        if h > f365:
+            c365 += count
+            m365 += money
+            if low365 is None or h < low365:
+                low365 = h
+            if h > f90:
+                c90 += count
+                m90 += money
+                if low90 is None or h < low90:
+                    low90 = h
+                if h > f30:
+                    c30 += count
+                    m30 += money
+                    if low30 is None or h < low30:
+                        low30 = h
+    v7, v30 = ((start - days * 86400) // RESOLUTION_S for days in VISIT_WINDOWS_DAYS)
+    n7 = n30 = 0
+    low7 = lowv30 = None
+    for key in act["hours"]:
+        h = int(key)
+        if h > v30:
+            n30 += 1
+            if lowv30 is None or h < lowv30:
+                lowv30 = h
+            if h > v7:
+                n7 += 1
+                if low7 is None or h < low7:
+                    low7 = h
     view: dict[str, Any] = {"as_of": to_iso(as_of)}
     n, priced = orders["n"], orders["priced"]
     view.update(
@@ -470,18 +527,15 @@ def profile_view(s: ProfileState | None, as_of: datetime) -> dict[str, Any]:
         returns_total=orders["returns"], refunds_total=orders["refunds"],
         return_rate=round((orders["returns"] + orders["refunds"]) / n, 6) if n else None,
         recency_days=_round(_days(as_of, orders["last"])),
+        frequency_30d=c30, monetary_30d=m30 / 100,
+        frequency_90d=c90, monetary_90d=m90 / 100,
+        frequency_365d=c365, monetary_365d=m365 / 100,
     )
-    for days in ORDER_WINDOWS_DAYS:
-        floor = _lower_hour(as_of, days)
-        inside = [v for h, v in orders["buckets"].items() if int(h) > floor]
-        view[f"frequency_{days}d"] = sum(c for c, _ in inside)
-        view[f"monetary_{days}d"] = sum(m for _, m in inside) / 100
     view["last_seen_at"] = _iso(act["last"])
     view["inactive_days"] = _round(_days(as_of, act["last"]))
-    for days in VISIT_WINDOWS_DAYS:
-        floor = _lower_hour(as_of, days)
-        view[f"visits_{days}d"] = sum(1 for h in act["hours"] if int(h) > floor)
-    channel_floor = _ms(window_start(as_of) - timedelta(days=CHANNEL_WINDOW_DAYS))
+    view["visits_7d"] = n7
+    view["visits_30d"] = n30
+    channel_floor = (start - CHANNEL_WINDOW_DAYS * 86400) * 1000
     view["active_channels"] = sorted(c for c, t in act["channels"].items() if t > channel_floor)
     view.update(
         funnel_browse=funnel["browse"], funnel_add_to_cart=funnel["add_to_cart"],
@@ -492,38 +546,29 @@ def profile_view(s: ProfileState | None, as_of: datetime) -> dict[str, Any]:
     for name in MASTER_FIELDS:
         known = master.get(name)
         view[name] = None if known is None else known[1]
-    register = parse_time(view["register_date"], UTC) if view["register_date"] else None
+    register = _register_time(view["register_date"]) if view["register_date"] else None
     view["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
-    return view
+    if s is None:
+        return view, None
+    candidates = [  # epoch ms
+        (low * RESOLUTION_S + days * 86400) * 1000
+        for low, days in ((low30, 30), (low90, 90), (low365, 365), (low7, 7), (lowv30, 30))
+        if low is not None
+    ]
+    candidates += [tk["closed"] for tk in service["tickets"].values()
+                   if _is_complaint(tk) and tk["closed"] is not None and tk["closed"] > now_ms]
+    at_us = (as_of - _EPOCH) // _MICROSECOND  # exact: _dt(c) > as_of <=> c * 1000 > at_us
+    later = [c for c in candidates if c * 1000 > at_us]
+    return view, (_dt(min(later)) if later else None)
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def next_window_change(s: ProfileState | None, as_of: datetime) -> datetime | None:
-    """The earliest time after ``as_of`` at which a value changes with no new event (for
-    time-driven re-evaluation): when the oldest bucket of a window leaves it, or when an
-    open complaint reaches its ``closed_at``."""
-    if s is None:
-        return None
-    s = _current(s, in_place=False)
-    candidates = []  # epoch ms
-    for days in ORDER_WINDOWS_DAYS:
-        floor = _lower_hour(as_of, days)
-        inside = [int(h) for h in s["orders"]["buckets"] if int(h) > floor]
-        if inside:  # bucket h leaves when floor reaches h: window_start = h*1h + days
-            candidates.append((min(inside) * RESOLUTION_S + days * 86400) * 1000)
-    for days in VISIT_WINDOWS_DAYS:
-        floor = _lower_hour(as_of, days)
-        inside = [int(h) for h in s["activity"]["hours"] if int(h) > floor]
-        if inside:
-            candidates.append((min(inside) * RESOLUTION_S + days * 86400) * 1000)
-    now = _ms(as_of)
-    candidates += [tk["closed"] for tk in s["service"]["tickets"].values()
-                   if _is_complaint(tk) and tk["closed"] is not None and tk["closed"] > now]
-    later = [c for c in candidates if _dt(c) > as_of]
-    return _dt(min(later)) if later else None
+@lru_cache(maxsize=4096)
+def _register_time(text: Any) -> datetime | None:
+    return parse_time(text, UTC)
 
 
 # --- version 1 states ----------------------------------------------------------------------

@@ -32,8 +32,12 @@ Units and time semantics
 from __future__ import annotations
 
 import math
+import operator
+from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from custpulse.schemas.segments import (
@@ -43,8 +47,6 @@ from custpulse.schemas.segments import (
     Condition,
     Criteria,
     Persisted,
-    Rule,
-    TagGroup,
     TagLibrary,
     iter_leaves,
 )
@@ -81,28 +83,35 @@ def evaluate(
     """Evaluate every group, score and tag of ``library`` for ``view`` as of ``as_of``.
 
     Never raises on view values: a value that cannot be compared makes its condition False.
+    The library is compiled once (per library object) into predicates; see :func:`_plan`.
     """
     _require_aware(as_of)
+    plan = _plan(library)
     values = effective_view(view, as_of)
     hist = _history(history)
-    matched: list[Criteria] = []
+    matched: list[tuple[str | None, ...]] = []
     chosen = []
-    for name in ("value", "activity"):
-        rule = _first(library.groups[name], values, hist, as_of)
-        chosen.append(rule.name)
-        if rule.criteria is not None:
-            matched.append(rule.criteria)
+    for rules in plan.groups:
+        rule = rules[-1]  # the catch-all by construction of the library
+        for candidate in rules:
+            if candidate[1] is None or candidate[1](values, hist, as_of):
+                rule = candidate
+                break
+        rule_name, _, leaves = rule
+        chosen.append(rule_name)
+        if leaves is not None:
+            matched.append(leaves)
     rfm: dict[str, Any] = {}
-    for score in library.scores:
-        rfm[score.name] = next((s for cond, s in score.bands if _compare(cond, values)),
-                               score.default)
-        matched.extend(cond for cond, _ in score.bands[:1])
-    rfm["score"] = "".join(str(rfm[score.name]) for score in library.scores)
+    for score_name, bands, default, first_leaves in plan.scores:
+        rfm[score_name] = next((s for holds, s in bands if holds(values, hist, as_of)), default)
+        if first_leaves is not None:
+            matched.append(first_leaves)
+    rfm["score"] = "".join(str(rfm[name]) for name, _, _, _ in plan.scores)
     tags = []
-    for rule in library.tags.rules:
-        if rule.criteria is not None and _holds(rule.criteria, values, hist, as_of):
-            tags.append(rule.name)
-            matched.append(rule.criteria)
+    for rule_name, holds, leaves in plan.tags:
+        if holds(values, hist, as_of):
+            tags.append(rule_name)
+            matched.append(leaves)
     return Evaluation(chosen[0], chosen[1], rfm, tuple(tags), _traits(matched, values, hist))
 
 
@@ -110,7 +119,7 @@ def effective_view(view: dict[str, Any], as_of: datetime) -> dict[str, Any]:
     """``view`` with the time-derived days recomputed at ``as_of`` from their timestamps."""
     values = dict(view)
     for days_field, anchor_field in TIME_FIELDS.items():
-        anchor = parse_time(view.get(anchor_field), UTC)
+        anchor = _view_time(view.get(anchor_field))
         if anchor is not None:
             values[days_field] = (as_of - anchor).total_seconds() / 86400
     return values
@@ -132,44 +141,183 @@ def next_deadline(
     changes by time alone.
     """
     _require_aware(as_of)
-    anchors = {}
+    plan = _plan(library)
+    best: datetime | None = None
     for days_field, anchor_field in TIME_FIELDS.items():
-        anchor = parse_time(view.get(anchor_field), UTC)
-        days = view.get(days_field)
-        if anchor is None and _finite(days):
+        offsets = plan.offsets.get(days_field)
+        if not offsets:
+            continue
+        anchor = _view_time(view.get(anchor_field))
+        if anchor is None:
+            days = view.get(days_field)
+            if not _finite(days):
+                continue
             anchor = _shift(as_of, -days)
-        anchors[days_field] = anchor
+            if anchor is None:
+                continue
+        # thresholds are sorted: the first one strictly after as_of is this field's earliest
+        for i in range(bisect_right(offsets, as_of - anchor), len(offsets)):
+            try:
+                at = anchor + offsets[i]
+            except OverflowError:
+                continue
+            if best is None or at < best:
+                best = at
+            break
     hist = _history(history)
-    candidates: list[datetime | None] = []
-    for leaf in _time_leaves(library):
-        if isinstance(leaf, Persisted):
-            if hist is not None and hist[0] == leaf.segment:
-                candidates.append(_shift(hist[1], leaf.for_days))
-        elif anchors.get(leaf.field) is not None:
-            for x in leaf.value if isinstance(leaf.value, tuple) else (leaf.value,):
-                if not _finite(x):
-                    continue
-                at = _shift(anchors[leaf.field], x)
-                if leaf.op in _AT_THRESHOLD:
-                    candidates.append(at)
-                if leaf.op in _AFTER_THRESHOLD and at is not None:
-                    candidates.append(at + _TICK)
-    later = [c for c in candidates if c is not None and c > as_of]
-    return min(later) if later else None
+    if hist is not None:
+        for segment, for_days in plan.persisted:
+            if hist[0] == segment:
+                at = _shift(hist[1], for_days)
+                if at is not None and at > as_of and (best is None or at < best):
+                    best = at
+    return best
 
 
-_TIME_LEAVES: dict[int, tuple[TagLibrary, tuple[Condition | Persisted, ...]]] = {}
+Predicate = Callable[[dict[str, Any], Any, datetime], bool]
 
 
-def _time_leaves(library: TagLibrary) -> tuple[Condition | Persisted, ...]:
-    """The leaves time alone can flip (persistence and time-derived fields), computed once
-    per library object."""
-    cached = _TIME_LEAVES.get(id(library))
+@dataclass(frozen=True)
+class _Plan:
+    """A library compiled for evaluation: per exclusive group its rules as
+    ``(name, predicate | None, trait leaves)``; per score ``(name, bands, default, trait
+    leaves of the first band)``; the tag rules; for :func:`next_deadline` the sorted offsets
+    (timedeltas, thresholds plus one microsecond where the op flips after) per time-derived
+    field, and the ``persisted`` conditions as ``(segment, for_days)``. A trait leaf is a field
+    name, or None for a persisted condition (history traits)."""
+
+    groups: tuple[tuple[tuple[str, Predicate | None, tuple[str | None, ...] | None], ...], ...]
+    scores: tuple[tuple[str, tuple[tuple[Predicate, int], ...], int,
+                        tuple[str | None, ...] | None], ...]
+    tags: tuple[tuple[str, Predicate, tuple[str | None, ...]], ...]
+    offsets: dict[str, list[timedelta]]
+    persisted: tuple[tuple[str, float], ...]
+
+
+_PLANS: dict[int, tuple[TagLibrary, _Plan]] = {}
+
+
+def _plan(library: TagLibrary) -> _Plan:
+    """The compiled form of ``library``, made once per library object."""
+    cached = _PLANS.get(id(library))
     if cached is None or cached[0] is not library:
-        leaves = tuple(leaf for leaf in library.leaves()
-                       if isinstance(leaf, Persisted) or leaf.field in TIME_FIELDS)
-        cached = _TIME_LEAVES[id(library)] = (library, leaves)
+        cached = _PLANS[id(library)] = (library, _compile_library(library))
     return cached[1]
+
+
+def _compile_library(library: TagLibrary) -> _Plan:
+    def leaves_of(criteria: Criteria) -> tuple[str | None, ...]:
+        return tuple(leaf.field if isinstance(leaf, Condition) else None
+                     for leaf in iter_leaves(criteria))
+
+    groups = tuple(
+        tuple((rule.name,
+               None if rule.criteria is None else _compile(rule.criteria),
+               None if rule.criteria is None else leaves_of(rule.criteria))
+              for rule in library.groups[name].rules)
+        for name in ("value", "activity"))
+    scores = tuple(
+        (score.name, tuple((_compile(cond), s) for cond, s in score.bands), score.default,
+         leaves_of(score.bands[0][0]) if score.bands else None)
+        for score in library.scores)
+    tags = tuple((rule.name, _compile(rule.criteria), leaves_of(rule.criteria))
+                 for rule in library.tags.rules if rule.criteria is not None)
+    offsets: dict[str, set[timedelta]] = {}
+    persisted = []
+    for leaf in library.leaves():
+        if isinstance(leaf, Persisted):
+            persisted.append((leaf.segment, leaf.for_days))
+            continue
+        if leaf.field not in TIME_FIELDS:
+            continue
+        for x in leaf.value if isinstance(leaf.value, tuple) else (leaf.value,):
+            if not _finite(x):
+                continue
+            try:
+                at = timedelta(days=x)
+            except (OverflowError, ValueError):
+                continue
+            found = offsets.setdefault(leaf.field, set())
+            if leaf.op in _AT_THRESHOLD:
+                found.add(at)
+            if leaf.op in _AFTER_THRESHOLD:
+                try:
+                    found.add(at + _TICK)
+                except OverflowError:
+                    pass
+    return _Plan(groups, scores, tags, {f: sorted(v) for f, v in offsets.items()},
+                 tuple(persisted))
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "==": operator.eq, "!=": operator.ne,
+    "in": lambda actual, expected: actual in expected,
+    "not_in": lambda actual, expected: actual not in expected,
+}
+
+
+def _compile(node: Criteria) -> Predicate:
+    """``node`` as a predicate ``(values, history, as_of) -> bool``. A comparison with an
+    unknown (None) value, or one that raises TypeError/ValueError, is False."""
+    if isinstance(node, AllOf | AnyOf):
+        items = tuple(_compile(item) for item in node.items)
+        if isinstance(node, AllOf):
+            def all_of(values: dict[str, Any], hist: Any, as_of: datetime) -> bool:
+                for holds in items:
+                    if not holds(values, hist, as_of):
+                        return False
+                return True
+            return all_of
+
+        def any_of(values: dict[str, Any], hist: Any, as_of: datetime) -> bool:
+            for holds in items:
+                if holds(values, hist, as_of):
+                    return True
+            return False
+        return any_of
+    if isinstance(node, Persisted):
+        segment = node.segment
+        try:
+            least: timedelta | None = timedelta(days=node.for_days)
+        except OverflowError:
+            least = None
+
+        def persisted(values: dict[str, Any], hist: Any, as_of: datetime) -> bool:
+            if hist is None or hist[0] != segment or least is None:
+                return False
+            return as_of - hist[1] >= least
+        return persisted
+    name, op, expected = node.field, node.op, node.value
+    if op in ("is_null", "not_null"):
+        null = op == "is_null"
+        return lambda values, hist, as_of: (values.get(name) is None) == null
+    compare = _COMPARE.get(op)
+    if compare is None:
+        return lambda values, hist, as_of: False
+
+    def condition(values: dict[str, Any], hist: Any, as_of: datetime) -> bool:
+        actual = values.get(name)
+        if actual is None:
+            return False
+        try:
+            return bool(compare(actual, expected))
+        except (TypeError, ValueError):
+            return False
+    return condition
+
+
+@lru_cache(maxsize=8192)
+def _parse_text_time(text: str) -> datetime | None:
+    return parse_time(text, UTC)
+
+
+def _view_time(value: Any) -> datetime | None:
+    """A view timestamp (ISO text as the view writes it, or a datetime) as aware UTC; naive
+    means UTC. Text is parsed once per distinct string (pure, cached)."""
+    if isinstance(value, str):
+        return _parse_text_time(value)
+    return parse_time(value, UTC)
 
 
 def transition(old: Evaluation | None, new: Evaluation) -> list[tuple[str, str | None, str]]:
@@ -214,64 +362,13 @@ def _history(history: dict[str, Any] | None) -> tuple[str, datetime] | None:
     return None if since is None else (history["segment"], since)
 
 
-def _first(group: TagGroup, values: dict[str, Any], hist: Any, as_of: datetime) -> Rule:
-    for rule in group.rules:
-        if rule.criteria is None or _holds(rule.criteria, values, hist, as_of):
-            return rule
-    return group.rules[-1]  # the catch-all by construction of the library
-
-
-def _holds(node: Criteria, values: dict[str, Any], hist: Any, as_of: datetime) -> bool:
-    if isinstance(node, AllOf):
-        return all(_holds(item, values, hist, as_of) for item in node.items)
-    if isinstance(node, AnyOf):
-        return any(_holds(item, values, hist, as_of) for item in node.items)
-    if isinstance(node, Persisted):
-        if hist is None or hist[0] != node.segment:
-            return False
-        try:
-            return as_of - hist[1] >= timedelta(days=node.for_days)
-        except OverflowError:
-            return False
-    return _compare(node, values)
-
-
-def _compare(cond: Condition, values: dict[str, Any]) -> bool:
-    actual = values.get(cond.field)
-    if cond.op in ("is_null", "not_null"):
-        return (actual is None) == (cond.op == "is_null")
-    if actual is None:
-        return False
-    expected = cond.value
-    try:
-        match cond.op:
-            case "<":
-                return bool(actual < expected)
-            case "<=":
-                return bool(actual <= expected)
-            case ">":
-                return bool(actual > expected)
-            case ">=":
-                return bool(actual >= expected)
-            case "==":
-                return bool(actual == expected)
-            case "!=":
-                return bool(actual != expected)
-            case "in":
-                return actual in expected
-            case "not_in":
-                return actual not in expected
-    except (TypeError, ValueError):
-        return False
-    return False
-
-
-def _traits(matched: list[Criteria], values: dict[str, Any], hist: Any) -> dict[str, Any]:
+def _traits(matched: list[tuple[str | None, ...]], values: dict[str, Any],
+            hist: Any) -> dict[str, Any]:
     traits: dict[str, Any] = {}
-    for criteria in matched:
-        for leaf in iter_leaves(criteria):
-            if isinstance(leaf, Condition):
-                traits[leaf.field] = _jsonable(values.get(leaf.field))
+    for leaves in matched:
+        for name in leaves:
+            if name is not None:
+                traits[name] = _jsonable(values.get(name))
             elif hist is not None:
                 traits["history_segment"] = hist[0]
                 traits["history_since"] = to_iso(hist[1])
