@@ -6,8 +6,15 @@
 3. End to end: a ``custpulse worker`` that is already up and idle, then the same events
    produced again to its topics; events/s = events / (time from the first produce until the
    group has committed everything, input and internal topics).
-4. Latency: events sent at a fixed rate for a fixed time, each from a new customer; for each,
-   the time from produce to its first segment-change alert on ``<prefix>segment-changes``.
+4. Latency: events sent at fixed rates (1,000 and 5,000 per second by default) for a fixed
+   time, each from a new customer; for each, the time from produce to its first segment-change
+   alert on ``<prefix>segment-changes``.
+5. Backfill: a purchase history (``BENCH_BACKFILL_CUSTOMERS`` customers, default 23,000, over
+   18 months, ~70,000 order rows with Chinese column names) written as a CSV and imported with
+   ``custpulse import`` into a fresh, idle worker; the time from the import's start until every
+   customer's profile is in Redis and the pipeline has no lag; the import alone; the tick
+   records and customers ticked on ``<prefix>events``; bytes per customer in the table
+   (changelog value) and in Redis (``MEMORY USAGE`` of the profile hash).
 
 Prints a table and writes ``bench-results/bench.json``. Bounded: loopback only, fixed counts,
 every wait has a timeout.
@@ -16,6 +23,7 @@ every wait has a timeout.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import signal
@@ -26,6 +34,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -33,15 +42,20 @@ from kafka import KafkaAdminClient
 
 from custpulse.processors import synthetic
 from custpulse.processors.importing import file_event_id
+from custpulse.schemas.envelope import unpack
 from custpulse.settings import SOURCES, Settings, load_settings
 from custpulse.streams.admin import consumer_lag, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOMERS = int(os.environ.get("BENCH_CUSTOMERS", "600"))
 MONTHS = int(os.environ.get("BENCH_MONTHS", "3"))
-LAT_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "100"))
-LAT_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "10"))
+LAT_RATES = [float(r) for r in os.environ.get("BENCH_LATENCY_RATES", "1000,5000").split(",")]
+LAT_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "3"))
+BACKFILL_CUSTOMERS = int(os.environ.get("BENCH_BACKFILL_CUSTOMERS", "23000"))
+BACKFILL_MONTHS = 18
 TIMEOUT_S = 900
+TICK_SETTLE_S = 7.0
+"""After the backfill: longer than the worker's TICK_MAX_DELAY_S."""
 HISTORY_END = datetime(2026, 10, 31, tzinfo=UTC)
 
 
@@ -131,10 +145,11 @@ def wait_drained(settings: Settings) -> float:
     raise TimeoutError("worker did not drain")
 
 
-async def latency(settings: Settings, rate: float, seconds: float) -> list[float]:
+async def latency(settings: Settings, rate: float, seconds: float, tag: str) -> list[float]:
     """Produce at ``rate``/s, each event from a brand-new customer (whose first evaluation
     always announces segments); measure produce -> the customer's first alert read back from
-    ``<prefix>segment-changes`` by a consumer that was waiting at the end of the topic."""
+    ``<prefix>segment-changes`` by a consumer that was waiting at the end of the topic. Sends
+    are paced in 1 ms steps and not awaited one by one (the producer batches, linger 0)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
     consumer = AIOKafkaConsumer(settings.segment_changes_topic,
                                 bootstrap_servers=settings.kafka_bootstrap, group_id=None,
@@ -149,9 +164,9 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
     done = asyncio.Event()
 
     async def listen() -> None:
-        deadline = time.monotonic() + seconds + 120
+        deadline = time.monotonic() + seconds + 180
         while time.monotonic() < deadline and not (done.is_set() and len(samples) >= len(sent)):
-            batches = await consumer.getmany(timeout_ms=50)
+            batches = await consumer.getmany(timeout_ms=20)
             now = time.perf_counter()
             for msgs in batches.values():
                 for msg in msgs:
@@ -163,19 +178,21 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
     try:
         n = int(rate * seconds)
         started = time.perf_counter()
+        pending = []
         for i in range(n):
-            user = f"LAT-{i}"
+            user = f"LAT-{tag}-{i}"
             # event times continue where the replayed history ends: a steady stream, not a
             # jump of the watermark (which would first fire every customer's deadlines)
             moment = HISTORY_END + timedelta(seconds=i / rate)
-            rec = {"user_id": user, "behavior_type": "browse", "event_id": f"lat-{i}",
+            rec = {"user_id": user, "behavior_type": "browse", "event_id": f"lat-{tag}-{i}",
                    "behavior_time": moment.isoformat(), "channel": "app"}
             delay = started + i / rate - time.perf_counter()
-            if delay > 0:
+            if delay > 0.001:
                 await asyncio.sleep(delay)
             sent[user] = time.perf_counter()
-            await producer.send_and_wait(settings.topic("behavior"), json.dumps(rec).encode(),
-                                         key=user.encode())
+            pending.append(await producer.send(settings.topic("behavior"),
+                                               json.dumps(rec).encode(), key=user.encode()))
+        await asyncio.gather(*pending)
         done.set()
         await listener
     finally:
@@ -203,6 +220,126 @@ def cleanup(settings: Settings) -> None:
     admin.close()
 
 
+def write_history(path: Path) -> tuple[int, int]:
+    """The backfill CSV (UTF-8, Chinese column names); returns (rows, customers)."""
+    rows = synthetic.purchase_history(BACKFILL_CUSTOMERS, BACKFILL_MONTHS, HISTORY_END, seed=11)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows), len({row["客户ID"] for row in rows})
+
+
+def redis_profiles(settings: Settings, client: redis.Redis) -> list[bytes]:
+    return list(client.scan_iter(match=settings.redis_key("profile", "*"), count=10_000))
+
+
+async def read_topic(settings: Settings, topic: str) -> list[Any]:
+    """Every message of ``topic`` from the beginning up to its end now."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                                group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+    await consumer.start()
+    out: list[Any] = []
+    try:
+        tps = list(consumer.assignment())
+        end = await consumer.end_offsets(tps)
+        started = time.monotonic()
+        while any(await consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() - started > 120:
+                raise TimeoutError(f"reading {topic} did not finish")
+            for msgs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                out.extend(msgs)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def backfill(tag: str, log: Path) -> dict[str, Any]:
+    """The backfill scenario (see the module doc)."""
+    settings = load_settings(topic_prefix=f"{tag}bf.", app_id=f"custpulse-{tag}bf",
+                             redis_prefix=f"{tag}bf:")
+    path = ROOT / ".stack" / "bench-backfill-orders.csv"
+    rows, customers = write_history(path)
+    client = redis.Redis.from_url(settings.redis_url)
+    worker = None
+    try:
+        ensure_topics(settings)
+        worker = start_worker(settings, log)
+        wait_ready(log, worker)
+        cli = str(Path(sys.executable).with_name("custpulse"))
+        t0 = time.perf_counter()
+        subprocess.run([cli, "import", "orders", str(path), "--no-progress"],  # noqa: S603
+                       env=env_for(settings), check=True, timeout=TIMEOUT_S,
+                       stdout=subprocess.DEVNULL)
+        imported = time.perf_counter()
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError("backfill did not finish")
+            if len(redis_profiles(settings, client)) >= customers and sum(
+                    r.lag for r in consumer_lag(settings)) == 0:
+                break
+            time.sleep(0.1)
+        live = time.perf_counter()
+        time.sleep(TICK_SETTLE_S)  # deadlines that waited for the backlog go out now
+        wait_drained(settings)
+        messages = asyncio.run(read_topic(settings, settings.events_topic))
+        tick_records = ticked = events = 0
+        for msg in messages:
+            for record in unpack(msg.value):
+                if record.get("kind") == "tick":
+                    tick_records += 1
+                    ticked += len(record.get("users") or [record.get("user_id")])
+                else:
+                    events += 1
+        changelog = asyncio.run(read_topic(settings, f"{settings.app_id}-profiles-changelog"))
+        latest = {msg.key: len(msg.value or b"") for msg in changelog}
+        keys = redis_profiles(settings, client)
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.memory_usage(key, samples=0)
+            pipe.hget(key, "events_orders")
+        answers = pipe.execute()
+        hash_bytes = [b or 0 for b in answers[0::2]]
+        orders_seen = sum(int(n or 0) for n in answers[1::2])
+        every_key = list(client.scan_iter(match=settings.redis_prefix + "*", count=10_000))
+        pipe = client.pipeline(transaction=False)
+        for key in every_key:
+            pipe.memory_usage(key, samples=0)
+        all_bytes = sum(b or 0 for b in pipe.execute())
+    finally:
+        client.close()
+        if worker is not None:
+            stop_worker(worker)
+        cleanup(settings)
+    return {
+        "backfill_rows": rows,
+        "backfill_customers": customers,
+        "backfill_months": BACKFILL_MONTHS,
+        "backfill_import_s": round(imported - t0, 2),
+        "backfill_import_rows_per_s": round(rows / (imported - t0)),
+        "backfill_import_to_last_profile_live_s": round(live - t0, 2),
+        "backfill_rows_per_s_end_to_end": round(rows / (live - t0)),
+        "backfill_orders_in_redis_profiles": orders_seen,
+        "backfill_events_on_events_topic": events,
+        "backfill_tick_records": tick_records,
+        "backfill_customers_ticked": ticked,
+        "table_bytes_per_customer_mean": round(statistics.mean(latest.values())),
+        "table_bytes_per_customer_max": max(latest.values()),
+        "redis_profile_hash_bytes_mean": round(statistics.mean(hash_bytes)),
+        "redis_bytes_per_customer_all_keys": round(all_bytes / customers),
+    }
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
 def main() -> int:
     tag = "bench" + uuid.uuid4().hex[:6]
     base = load_settings(topic_prefix=f"{tag}.", app_id=f"custpulse-{tag}", redis_prefix=f"{tag}:")
@@ -214,6 +351,7 @@ def main() -> int:
     log = ROOT / ".stack" / "logs" / "bench-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     worker = None
+    latencies: dict[float, list[float]] = {}
     try:
         ensure_topics(raw_settings)
         raw_items = [(raw_settings.topic(t.split(".", 1)[1]), k, r) for t, k, r in items]
@@ -226,30 +364,32 @@ def main() -> int:
         asyncio.run(produce(base, items))
         t1 = wait_drained(base)
         e2e_s = t1 - t0
-        samples = asyncio.run(latency(base, LAT_RATE, LAT_SECONDS))
+        for rate in LAT_RATES:
+            print(f"bench: latency at {rate:.0f} events/s for {LAT_SECONDS:.0f} s")
+            latencies[rate] = asyncio.run(latency(base, rate, LAT_SECONDS, f"{rate:.0f}"))
+            wait_drained(base)
     finally:
         if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_worker(worker)
         cleanup(base)
         cleanup(raw_settings)
-    result = {
+    result: dict[str, Any] = {
         "events": n,
         "producer_events_per_s": round(n / produce_s),
         "raw_aiokafka_consume_events_per_s": round(n / raw_s),
         "end_to_end_events_per_s": round(n / e2e_s),
         "ratio_end_to_end_to_raw": round((n / e2e_s) / (n / raw_s), 4),
-        "latency_rate_per_s": LAT_RATE,
-        "latency_samples": len(samples),
-        "latency_p50_ms": round(statistics.median(samples) * 1000, 1) if samples else None,
-        "latency_p99_ms": round(pct(samples, 0.99) * 1000, 1) if samples else None,
-        "latency_sent": int(LAT_RATE * LAT_SECONDS),
-        "latency_measures": "produce -> first segment-change alert on the topic",
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    for rate, samples in latencies.items():
+        key = f"latency_{rate:.0f}_per_s"
+        result[f"{key}_sent"] = int(rate * LAT_SECONDS)
+        result[f"{key}_samples"] = len(samples)
+        result[f"{key}_p50_ms"] = round(statistics.median(samples) * 1000, 1) if samples else None
+        result[f"{key}_p99_ms"] = round(pct(samples, 0.99) * 1000, 1) if samples else None
+    result["latency_measures"] = "produce -> first segment-change alert on the topic"
+    print(f"bench: backfill of {BACKFILL_CUSTOMERS} customers over {BACKFILL_MONTHS} months")
+    result.update(backfill(tag, ROOT / ".stack" / "logs" / "bench-backfill-worker.log"))
+    result["at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))

@@ -98,6 +98,8 @@ class EnvelopeResult:
     duplicates: Counter[str] = field(default_factory=Counter)
     ops: list[tuple[str, datetime]] = field(default_factory=list)
     """``(kind, event time)`` signals for :class:`~custpulse.processors.ops.OpsMonitor`."""
+    ticked: int = 0
+    """Customers re-evaluated by tick records (each named customer with a stored value)."""
 
 
 @dataclass(slots=True)
@@ -137,6 +139,24 @@ def _tick_time(record: dict[str, Any], name: str) -> datetime | None:
     except ValueError:
         return None
     return moment.astimezone(UTC) if moment.tzinfo is not None else None
+
+
+def tick_users(record: dict[str, Any]) -> tuple[datetime, list[str]] | None:
+    """``(until, user ids)`` of a tick record, or None when it is not a valid tick: the
+    multi-customer form needs ``until`` and a list of user ids, the single-customer form
+    ``user_id`` and ``deadline`` (``until`` defaults to it)."""
+    deadline = _tick_time(record, "deadline")
+    until = _tick_time(record, "until")
+    if "users" in record:
+        users = record["users"]
+        if until is None or not isinstance(users, list) or not all(
+                isinstance(u, str) for u in users):
+            return None
+        return until, users
+    user_id = record.get("user_id")
+    if deadline is None or not isinstance(user_id, str):
+        return None
+    return until or deadline, [user_id]
 
 
 def tick_cause(until: datetime) -> str:
@@ -185,16 +205,18 @@ class EnvelopeFold:
 
         for index, record in enumerate(records):
             if isinstance(record, dict) and record.get("kind") == "tick":
-                deadline = _tick_time(record, "deadline")
-                until = _tick_time(record, "until") or deadline
-                user_id = record.get("user_id")
-                if deadline is None or until is None or not isinstance(user_id, str):
+                users = tick_users(record)
+                if users is None:
                     result.deadletters.append(DeadLetter(
                         "bad_canonical_event", "deadline", "not a valid tick", "events", index))
                     continue
-                c = customer(user_id, create=False)
-                if c is not None:
-                    by = tick_cause(until)
+                until, names = users
+                by = tick_cause(until)
+                for user_id in names:
+                    c = customer(user_id, create=False)
+                    if c is None:
+                        continue
+                    result.ticked += 1
                     if not self._advance(user_id, c, until, by, now, historical_before):
                         c.resend.append(by)  # nothing due: maybe a redelivered tick
                         _resend(c, by)

@@ -5,8 +5,10 @@ One Kafka message carries a batch of records for one partition of ``<prefix>even
     {"v": 3, "kind": "batch", "records": [<canonical event v2>, <tick>, ...]}
 
 A record is a canonical event (:mod:`custpulse.schemas.events`) or a time-driven
-re-evaluation request ``{"kind": "tick", "user_id": "...", "deadline": "<iso, UTC, us>",
-"until": "<iso, UTC, us>"}`` (the watermark that passed the deadline).
+re-evaluation request ``{"kind": "tick", "users": ["...", ...], "deadline": "<iso, UTC, us>",
+"until": "<iso, UTC, us>"}`` (``until``: the watermark that passed the deadlines of the named
+customers; ``deadline``: the earliest of them). The single-customer form of contract 5,
+``{"kind": "tick", "user_id": "...", "deadline": ..., "until": ...}``, is still read.
 Every record in an envelope belongs to a customer whose partition (murmur2 of the UTF-8
 user id, as Kafka's default partitioner) is the envelope's partition, so a customer's state
 lives in one partition however records are batched. Records keep their order.
@@ -50,6 +52,37 @@ def tick_record(user_id: str, deadline: datetime,
     return {"kind": "tick", "user_id": user_id,
             "deadline": deadline.astimezone(UTC).isoformat(),
             "until": (until or deadline).astimezone(UTC).isoformat()}
+
+
+TICK_MAX_USERS = 1000
+"""Customers named in one tick record at most."""
+
+
+def tick_records(users: list[tuple[str, datetime]], until: datetime) -> list[dict[str, Any]]:
+    """Re-evaluation requests for ``users`` (``(user_id, deadline)`` of one partition, in the
+    order to apply them): the watermark ``until`` has passed their deadlines; each named
+    customer applies every deadline up to ``until``. One record names up to
+    :data:`TICK_MAX_USERS` customers (each once); ``deadline`` is the earliest deadline it
+    covers."""
+    seen: set[str] = set()
+    ordered: list[tuple[str, datetime]] = []
+    for user_id, at in users:
+        if user_id not in seen:
+            seen.add(user_id)
+            ordered.append((user_id, at))
+    wire_until = until.astimezone(UTC).isoformat()
+    out = []
+    for i in range(0, len(ordered), TICK_MAX_USERS):
+        chunk = ordered[i:i + TICK_MAX_USERS]
+        out.append({"kind": "tick", "users": [u for u, _ in chunk],
+                    "deadline": min(at for _, at in chunk).astimezone(UTC).isoformat(),
+                    "until": wire_until})
+    return out
+
+
+def tick_bytes(record: dict[str, Any]) -> int:
+    """Approximate JSON size of a tick record."""
+    return TICK_BYTES + sum(len(u) + 3 for u in record.get("users", ()))
 
 
 def pack(records: list[dict[str, Any]]) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 
 import faust
 import redis.asyncio as aioredis
+from faust.types import TP
 
 from custpulse.processors.campaigns import campaign_triggers, load_campaigns
 from custpulse.processors.clock import Watermark
@@ -24,10 +25,10 @@ from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.envelope import (
-    TICK_BYTES,
     envelopes,
     partition_for,
-    tick_record,
+    tick_bytes,
+    tick_records,
     unpack,
 )
 from custpulse.schemas.mapping import load_mappings
@@ -51,6 +52,10 @@ log = logging.getLogger("custpulse.agents")
 
 QUALITY_PUBLISH_INTERVAL_S = 5.0
 DEADLINE_INTERVAL_S = 0.5
+TICK_MAX_DELAY_S = 5.0
+"""While the fold has unread messages in a partition of ``<prefix>events`` (a backfill, a
+backlog), its due deadlines wait for the fold to catch up (the customers' queued events apply
+them on their own), at most this many seconds."""
 HEAL_INTERVAL_S = 1.0  # seconds between stall checks of the events partitions
 REFETCH_S = 2.0  # at most one re-fetch per events partition in this many seconds
 OPS_INTERVAL_S = 10.0
@@ -89,6 +94,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                       timedelta(seconds=settings.idle_timeout_s))
     deadlines = DeadlineIndex()
     ops = OpsMonitor()
+    folded: dict[int, int] = {}  # per events partition: the offset after the last one folded
+    waiting_since: dict[int, float] = {}  # per partition: since when its due ticks wait
 
     folder = EnvelopeFold(library, settings.dedupe_max_ids,
                           timedelta(seconds=settings.freshness_horizon_s),
@@ -239,6 +246,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                         await refetch(exact, message.tp)
                         continue
                 position = Position(message.topic, message.partition, message.offset)
+                folded[message.partition] = message.offset + 1
                 try:
                     records = unpack(event.value)
                 except ValueError:
@@ -253,7 +261,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 writes += [store.put(message.partition, user_id, value)
                            for user_id, value in result.writes.items()]
                 for user_id, at in result.deadlines.items():
-                    deadlines.add(user_id, at)
+                    deadlines.add(user_id, at, message.partition)
                 for kind, at in result.ops:
                     ops.observe(kind, at)
                 for source, n in result.accepted.items():
@@ -285,7 +293,11 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         """After (re)start or rebalance: the stored next deadline of each assigned customer
         (values written before deadlines were stored are evaluated once)."""
         count = 0
-        for user_id, value in store.items():
+        deadlines.clear()  # what this worker holds now is rebuilt below
+        folded.clear()
+        for n, (user_id, value) in enumerate(store.items()):
+            if n % 1000 == 999:
+                await asyncio.sleep(0)  # a large table: let the event loop breathe
             seg = (value or {}).get("seg")
             at = evaluated_at(seg)
             if at is None:
@@ -297,29 +309,45 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 deadline = decide(value["profile"], seg, at, library=library,
                                   user_id=user_id, cause="rebuild", event_time=at,
                                   processing_time=at, late=False).deadline
-            deadlines.add(user_id, deadline)
+            deadlines.add(user_id, deadline, partition_for(user_id, settings.partitions))
             count += 1
         log.info("deadline index rebuilt for %d customers", count)
 
+    def unread(partition: int) -> bool:
+        """Whether the fold has messages of this events partition still to read (unknown
+        until it has folded one since the last rebalance: then ticks go out at once)."""
+        if partition not in folded:
+            return False
+        try:
+            end = app.consumer.highwater(TP(settings.events_topic, partition))
+        except Exception:  # not assigned (any more), consumer stopping: tick, the fold decides
+            return False
+        return end is not None and end > folded[partition]
+
     @app.timer(DEADLINE_INTERVAL_S)
     async def fire_deadlines() -> None:
-        """Deadlines the watermark has passed become ticks, sent as envelopes to each
-        customer's partition; a tick carries the watermark (``until``), so the customer steps
-        through every deadline up to it in one go."""
+        """Deadlines the watermark has passed become tick records, sent as envelopes to each
+        customer's partition; a tick carries the watermark (``until``), so each named customer
+        steps through every deadline up to it in one go. While the fold has unread messages in
+        a partition, its ticks wait (at most TICK_MAX_DELAY_S): the customers' queued events
+        apply their deadlines themselves, and what is still due afterwards goes in one tick."""
         watermark = clock.current(datetime.now(UTC))
         if watermark is None:
             return
-        due = deadlines.pop_due(watermark)
-        if not due:
-            return
-        partitions = settings.partitions  # the worker checked the topic has exactly these
-        by_partition: dict[int, list[tuple[dict[str, Any], int]]] = {}
-        for user_id, at in due:
-            by_partition.setdefault(partition_for(user_id, partitions), []).append(
-                (tick_record(user_id, at, watermark), TICK_BYTES))
-        for partition, ticks in sorted(by_partition.items()):
-            for envelope in envelopes(ticks, settings.envelope_max_records):
+        at = time.monotonic()
+        for partition in deadlines.due_partitions(watermark):
+            if unread(partition):
+                since = waiting_since.setdefault(partition, at)
+                if at - since < TICK_MAX_DELAY_S:
+                    continue
+            waiting_since.pop(partition, None)
+            due = deadlines.pop_due(watermark, partition=partition)
+            records = tick_records(due, watermark)
+            for envelope in envelopes([(r, tick_bytes(r)) for r in records],
+                                      settings.envelope_max_records):
                 await events_topic.send(value=envelope, partition=partition)
+            metrics.tick_records.inc(len(records))
+            metrics.tick_customers.inc(sum(len(r["users"]) for r in records))
 
     @app.timer(OPS_INTERVAL_S)
     async def check_ops() -> None:

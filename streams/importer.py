@@ -1,4 +1,5 @@
-"""``custpulse import``: send CSV or JSON-lines files to their sources' topics with kafka-python.
+"""``custpulse import``: send CSV or JSON-lines files to their sources' topics (aiokafka, in
+batches: linger 5 ms, batches up to 1 MB, ``acks=all``).
 
 Decisions (ids, order, parsing, the merge of several files) are in
 :mod:`custpulse.processors.importing`; this module does the I/O: read bytes, produce keyed by
@@ -9,6 +10,7 @@ in event-time order.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -18,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from custpulse.errors import InputError
@@ -61,20 +63,51 @@ class ImportSummary:
         )
 
 
-def make_producer(settings: Settings) -> KafkaProducer:
-    try:
-        return KafkaProducer(
-            bootstrap_servers=[s.strip() for s in settings.kafka_bootstrap.split(",")],
-            client_id="custpulse-import",
-            acks="all",
-            linger_ms=20,
-            batch_size=256 * 1024,
-            compression_type=None,
-            key_serializer=lambda k: None if k is None else k.encode(),
-            value_serializer=lambda v: json.dumps(v, ensure_ascii=False).encode(),
+LINGER_MS = 5
+BATCH_BYTES = 1024 * 1024
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+class ImportProducer:
+    """How the importer talks to Kafka: an aiokafka producer per import run, batched (linger
+    :data:`LINGER_MS`, batches up to :data:`BATCH_BYTES`), ``acks=all`` (a row counts as sent
+    once every in-sync replica has it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def close(self, timeout: float | None = None) -> None:
+        """Nothing to release: each run opens and closes its own connection."""
+
+    async def send_all(self, sends: list[tuple[str, bytes | None, bytes]],
+                       bar: Any) -> list[BaseException | None]:
+        """Send ``(topic, key, value)`` in order; per send None (acknowledged) or its error.
+        ``bar`` (tqdm) advances per send handed to the producer."""
+        s = self.settings
+        producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, client_id="custpulse-import", acks="all",
+            linger_ms=LINGER_MS, max_batch_size=BATCH_BYTES,
+            max_request_size=MAX_REQUEST_BYTES, compression_type=None,
         )
-    except (KafkaError, OSError) as exc:
-        raise kafka_unreachable(settings) from exc
+        try:
+            await producer.start()
+        except (KafkaError, OSError) as exc:
+            await producer.stop()
+            raise kafka_unreachable(s) from exc
+        futures = []
+        try:
+            for topic, key, value in sends:
+                futures.append(await producer.send(topic, value, key=key))
+                bar.update(1)
+            await producer.flush()
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            await producer.stop()
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+
+def make_producer(settings: Settings) -> ImportProducer:
+    return ImportProducer(settings)
 
 
 @dataclass(frozen=True)
@@ -95,7 +128,7 @@ def import_bytes(
     name: str,
     keep_order: bool = False,
     progress: bool = True,
-    producer: KafkaProducer | None = None,
+    producer: ImportProducer | None = None,
     mapping: FieldMapping | None = None,
 ) -> ImportSummary:
     """Send the rows of one file's bytes to ``<prefix><source>``; return the counts.
@@ -121,7 +154,7 @@ def import_many(
     inputs: Sequence[ImportInput],
     keep_order: bool = False,
     progress: bool = True,
-    producer: KafkaProducer | None = None,
+    producer: ImportProducer | None = None,
     mappings: dict[str, FieldMapping] | None = None,
 ) -> list[ImportSummary]:
     """Send several files as one stream merged by event time (stable: equal times keep the
@@ -144,30 +177,32 @@ def import_many(
     stream = merge_by_event_time(prepared, keep_order)
     summaries = [ImportSummary(item.source, item.name, read=len(rows))
                  for item, rows in zip(inputs, prepared, strict=True)]
-    own = producer is None
     producer = producer or make_producer(settings)
     errors: list[list[BaseException]] = [[] for _ in inputs]
-    futures: list[list[Any]] = [[] for _ in inputs]
-    letters: list[list[Any]] = [[] for _ in inputs]
+    sends: list[tuple[str, bytes | None, bytes]] = []
+    owners: list[tuple[int, bool]] = []  # per send: (input index, is a dead letter)
     label = inputs[0].source if len(inputs) == 1 else "import"
-    try:
-        bar = tqdm(stream, desc=label, unit="row", disable=not progress, file=sys.stderr)
-        for index, row in bar:
-            item = inputs[index]
-            if row.record is None:
-                letters[index].append(_dead_letter(settings, producer, item, row))
-                continue
-            futures[index].append(
-                producer.send(settings.topic(item.source), key=row.key, value=row.record)
-            )
-        producer.flush(timeout=120)
-        for index, summary in enumerate(summaries):
-            summary.sent = _acked(futures[index], errors[index])
-            summary.deadlettered = _acked(letters[index], errors[index])
-            summary.failed = len(errors[index])
-    finally:
-        if own:
-            producer.close(timeout=10)
+    for index, row in stream:
+        item = inputs[index]
+        if row.record is None:
+            sends.append((settings.deadletter_topic, None, _dead_letter(settings, item, row)))
+            owners.append((index, True))
+            continue
+        sends.append((settings.topic(item.source), None if row.key is None else row.key.encode(),
+                      json.dumps(row.record, ensure_ascii=False).encode()))
+        owners.append((index, False))
+    with tqdm(total=len(sends), desc=label, unit="row", disable=not progress,
+              file=sys.stderr) as bar:
+        results = asyncio.run(producer.send_all(sends, bar))
+    for (index, letter), failure in zip(owners, results, strict=True):
+        if failure is not None:
+            errors[index].append(failure)
+        elif letter:
+            summaries[index].deadlettered += 1
+        else:
+            summaries[index].sent += 1
+    for index, summary in enumerate(summaries):
+        summary.failed = len(errors[index])
     for item, failures in zip(inputs, errors, strict=True):
         if failures:
             print(f"{item.name}: {len(failures)} rows not sent, first error: {failures[0]}",
@@ -175,28 +210,14 @@ def import_many(
     return summaries
 
 
-def _dead_letter(
-    settings: Settings, producer: KafkaProducer, item: ImportInput, row: ImportRow
-) -> Any:
+def _dead_letter(settings: Settings, item: ImportInput, row: ImportRow) -> bytes:
     print(f"{item.name}: row {row.row_number}: {row.error}", file=sys.stderr)
     letter = deadletter_record(
         row.error or "unreadable", None, _MESSAGES.get(row.error or "", "unreadable"),
         item.source, datetime.now(UTC), excerpt_raw(row.raw or ""),
         file=item.name, row=row.row_number,
     )
-    return producer.send(settings.deadletter_topic, key=None, value=letter)
-
-
-def _acked(futures: list[Any], errors: list[BaseException]) -> int:
-    """How many sends the broker acknowledged; the errors of the others go to ``errors``."""
-    acked = 0
-    for future in futures:
-        try:
-            future.get(timeout=0)
-            acked += 1
-        except KafkaError as exc:
-            errors.append(exc)
-    return acked
+    return json.dumps(letter, ensure_ascii=False).encode()
 
 
 def import_file(

@@ -20,6 +20,8 @@ class Metrics:
     missing_rate: Gauge
     segment_changes: Counter
     ops_alerts: Counter
+    tick_records: Counter
+    tick_customers: Counter
 
 
 def create_metrics(registry: CollectorRegistry) -> Metrics:
@@ -56,5 +58,13 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         ops_alerts=Counter(
             "custpulse_ops_alerts", "Ops alerts sent.", ["kind"], registry=registry,
+        ),
+        tick_records=Counter(
+            "custpulse_tick_records", "Tick records sent to <prefix>events (each names up to "
+            "1,000 customers whose deadline the watermark passed).", registry=registry,
+        ),
+        tick_customers=Counter(
+            "custpulse_tick_customers", "Customers named in the tick records sent.",
+            registry=registry,
         ),
     )

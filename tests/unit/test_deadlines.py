@@ -18,3 +18,21 @@ def test_pop_due_is_exact_ordered_and_deduplicated():
     assert index.pop_due(T) == [("a", T)]
     assert index.pop_due(T + timedelta(days=2)) == [("b", T + timedelta(days=1))]
     assert len(index) == 0
+
+
+def test_deadlines_are_kept_per_partition():
+    index = DeadlineIndex()
+    index.add("a", T + timedelta(days=1), 2)
+    index.add("b", T, 0)
+    index.add("c", T + timedelta(days=5), 2)
+    index.add("b", T, 0)  # the same entry once
+    assert len(index) == 3
+    assert index.due_partitions(T) == [0]
+    assert index.due_partitions(T + timedelta(days=1)) == [0, 2]
+    assert index.earliest(2) == T + timedelta(days=1) and index.earliest(7) is None
+    assert index.pop_due(T + timedelta(days=9), partition=2) == [
+        ("a", T + timedelta(days=1)), ("c", T + timedelta(days=5))]
+    assert index.pop_due(T + timedelta(days=9)) == [("b", T)]
+    index.add("d", T, 1)
+    index.clear()
+    assert len(index) == 0 and index.due_partitions(T + timedelta(days=9)) == []

@@ -11,7 +11,15 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from custpulse.processors.envelope_fold import EnvelopeFold
 from custpulse.processors.profile import profile_view
-from custpulse.schemas.envelope import envelopes, pack, partition_for, tick_record, unpack
+from custpulse.schemas.envelope import (
+    TICK_MAX_USERS,
+    envelopes,
+    pack,
+    partition_for,
+    tick_record,
+    tick_records,
+    unpack,
+)
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.segments import load_library
 
@@ -224,3 +232,34 @@ def test_beyond_the_dedupe_horizon_is_dead_lettered_not_counted():
                                                                  "event_id")]
     assert result.deadletters[0].payload["event_id"] == "o-old"
     assert result.writes == {} and sum(result.accepted.values()) == 0
+
+
+def test_one_tick_record_for_many_customers_is_the_same_as_one_tick_each():
+    until = T + timedelta(days=120)
+    first = [_order("o1", "A", T), _order("o2", "B", T + timedelta(days=3), 900.0),
+             _order("o3", "C", T + timedelta(days=9), 60_000.0)]
+    table, _, _ = _run(first, 10)
+    due = [(u, datetime.fromisoformat(table[u]["seg"]["next_deadline"])) for u in "ABC"]
+    singles = [tick_record(u, at, until) for u, at in due]
+    (many,) = tick_records(due + [("A", due[0][1]), ("nobody", T)], until)
+    assert many["users"] == ["A", "B", "C", "nobody"] and many["deadline"] == T.isoformat()
+    one_each, r1, _ = _run(singles, 10, json.loads(json.dumps(table)))
+    together, r2, _ = _run([many], 10, json.loads(json.dumps(table)))
+    assert one_each == together
+    assert _moves(r1) == _moves(r2) and _moves(r2)
+    assert r1[0].ticked == r2[0].ticked == 3  # "nobody" has no value: nothing to evaluate
+    # a redelivered multi-customer tick re-sends what it decided and changes nothing
+    _, (again,), _ = _run([many], 10, json.loads(json.dumps(together)))
+    assert again.writes == {} and _moves([again]) == _moves(r2)
+
+
+def test_tick_records_are_chunked_and_bad_ones_dead_lettered():
+    users = [(f"U{i}", T + timedelta(seconds=i)) for i in range(TICK_MAX_USERS + 5)]
+    records = tick_records(users, T + timedelta(days=1))
+    assert [len(r["users"]) for r in records] == [TICK_MAX_USERS, 5]
+    assert records[1]["deadline"] == (T + timedelta(seconds=TICK_MAX_USERS)).isoformat()
+    bad = [{"kind": "tick", "users": "A", "until": T.isoformat()},
+           {"kind": "tick", "users": ["A", 5], "until": T.isoformat()},
+           {"kind": "tick", "users": ["A"]}]
+    _, (result,), _ = _run(bad, 10)
+    assert [d.index for d in result.deadletters] == [0, 1, 2]
