@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaAdminClient
 
 from custpulse.processors import synthetic
@@ -236,16 +236,22 @@ def redis_profiles(settings: Settings, client: redis.Redis) -> list[bytes]:
 
 async def read_topic(settings: Settings, topic: str) -> list[Any]:
     """Every message of ``topic`` from the beginning up to its end now."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                 group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
     await consumer.start()
     out: list[Any] = []
     try:
-        tps = list(consumer.assignment())
+        # <prefix>events and the table changelog both have CUSTPULSE_PARTITIONS partitions
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         started = time.monotonic()
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                break
             if time.monotonic() - started > 120:
                 raise TimeoutError(f"reading {topic} did not finish")
             for msgs in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
@@ -342,6 +348,11 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
 
 def main() -> int:
     tag = "bench" + uuid.uuid4().hex[:6]
+    if os.environ.get("BENCH_ONLY") == "backfill":  # iterate on the backfill alone
+        result = backfill(tag, ROOT / ".stack" / "logs" / "bench-backfill-worker.log")
+        for key, value in result.items():
+            print(f"{key:<40}  {value}")
+        return 0
     base = load_settings(topic_prefix=f"{tag}.", app_id=f"custpulse-{tag}", redis_prefix=f"{tag}:")
     raw_settings = load_settings(topic_prefix=f"{tag}raw.", app_id=f"custpulse-{tag}raw",
                                  redis_prefix=f"{tag}raw:")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
 
+from custpulse.schemas import wire
 from custpulse.settings import Settings
 
 PROFILES = "profiles"
@@ -50,7 +50,7 @@ class ProfileStore:
         return self.table.get(user_id)
 
     def put(self, partition: int, user_id: str, value: dict[str, Any]) -> Awaitable[Any]:
-        snapshot = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        snapshot = wire.dumps(value)
         self.table.data[user_id] = value
         return self.table.send_changelog(partition, user_id, snapshot, value_serializer="raw")
 

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 from faust.types import TP
 
 from custpulse.processors.campaigns import campaign_triggers, load_campaigns
@@ -36,6 +35,7 @@ from custpulse.schemas.segments import load_library
 from custpulse.settings import Settings
 from custpulse.state.deadlines import DeadlineIndex
 from custpulse.state.delivery import Delivery
+from custpulse.state.redis_client import connect
 from custpulse.state.redis_mirror import (
     ProfileWrite,
     profile_fields,
@@ -153,7 +153,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         announces (Redis pipeline, alert sends) and only then acknowledges the envelope to
         Faust, so its offset may be committed. So the fold does not wait for the broker or
         Redis, and at-least-once holds for state, mirror and alerts."""
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = connect(settings.redis_url)
         manual = stream.noack()
 
         def finished(item: Any) -> None:
@@ -343,8 +343,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             waiting_since.pop(partition, None)
             due = deadlines.pop_due(watermark, partition=partition)
             records = tick_records(due, watermark)
-            for envelope in envelopes([(r, tick_bytes(r)) for r in records],
-                                      settings.envelope_max_records):
+            for envelope in envelopes([(r, tick_bytes(r)) for r in records], 1):
                 await events_topic.send(value=envelope, partition=partition)
             metrics.tick_records.inc(len(records))
             metrics.tick_customers.inc(sum(len(r["users"]) for r in records))
@@ -366,7 +365,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 rate = stats.get("missing_rate")
                 if isinstance(rate, int | float):
                     metrics.missing_rate.labels(source, name).set(rate)
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = connect(settings.redis_url)
         try:
             await write_quality(client, settings, snapshot)
         finally:

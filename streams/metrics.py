@@ -61,7 +61,7 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         tick_records=Counter(
             "custpulse_tick_records", "Tick records sent to <prefix>events (each names up to "
-            "1,000 customers whose deadline the watermark passed).", registry=registry,
+            "100 customers whose deadline the watermark passed).", registry=registry,
         ),
         tick_customers=Counter(
             "custpulse_tick_customers", "Customers named in the tick records sent.",
