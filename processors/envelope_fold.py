@@ -45,7 +45,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from custpulse.processors.counting import apply_count
-from custpulse.processors.lifecycle import Decision, decide, evaluated_at, next_deadline_of, resend
+from custpulse.processors.lifecycle import (
+    Base,
+    Decision,
+    decide,
+    evaluated_at,
+    next_deadline_of,
+    resend,
+)
 from custpulse.processors.profile import fold_profile, prune, retire_tickets
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import to_iso
@@ -110,6 +117,8 @@ class _Customer:
     resend: list[str] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     view: dict[str, Any] | None = None
+    base: Base | None = None
+    """The profile view of the customer's last evaluation, while no event was folded since."""
 
 
 def empty_value() -> Value:
@@ -292,6 +301,7 @@ class EnvelopeFold:
         late = previous is not None and moment < previous
         as_of = moment if previous is None or moment > previous else previous
         value["profile"] = fold_profile(value["profile"], event, None)
+        c.base = None  # the profile changed
         decision = decide(value["profile"], seg, as_of, library=self.library,
                           user_id=event.user_id, cause=event.event_id, event_time=moment,
                           processing_time=now, late=late,
@@ -327,7 +337,7 @@ class EnvelopeFold:
                               user_id=user_id, cause=timer_cause(deadline),
                               event_time=deadline, processing_time=now, late=False,
                               historical_before=historical_before, by=by,
-                              write=_next_write(value))
+                              write=_next_write(value), base=c.base)
             _apply(c, decision)
             retire_tickets(value["profile"], deadline)
             c.dirty = True
@@ -351,5 +361,6 @@ def _apply(c: _Customer, decision: Decision) -> None:
     """Keep what an evaluation decided: segment state, view, alerts."""
     c.value["seg"] = decision.seg
     c.view = decision.view
+    c.base = decision.base
     c.alerts.extend(decision.alerts)
     c.mirror = True

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from custpulse.processors.alerts import segment_alert
-from custpulse.processors.profile import view_and_next_change
+from custpulse.processors.profile import view_and_next_change, view_later
 from custpulse.processors.segments import Evaluation, evaluate, next_deadline, transition
 from custpulse.schemas.segments import TagLibrary
 from custpulse.schemas.times import to_iso
@@ -47,6 +47,23 @@ class Decision:
     alerts: list[dict[str, Any]]
     deadline: datetime | None
     changed: bool
+    base: Base | None = None
+    """The profile view this evaluation used, for a later time-only step (see ``decide``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Base:
+    """A profile view as of ``at`` and the next window change after ``at`` (None: none)."""
+
+    at: datetime
+    view: dict[str, Any]
+    window_change: datetime | None
+
+    def usable_at(self, as_of: datetime) -> bool:
+        """Whether :func:`~custpulse.processors.profile.view_later` may derive the view at
+        ``as_of`` from this one (no window change in between; the profile unchanged is the
+        caller's part)."""
+        return self.at <= as_of and (self.window_change is None or as_of < self.window_change)
 
 
 def _at(text: Any) -> datetime | None:
@@ -76,6 +93,7 @@ def decide(
     historical_before: datetime | None = None,
     by: str | None = None,
     write: int = 0,
+    base: Base | None = None,
 ) -> Decision:
     """Evaluate ``profile`` as of ``as_of``; compare with ``seg``; build alerts for each move.
 
@@ -83,9 +101,15 @@ def decide(
     Alerts whose ``event_time`` is before ``historical_before`` (wall clock minus the
     freshness horizon) are marked ``historical``. ``by``: the record that made this
     evaluation (default: ``cause``), remembered for re-sending; ``write``: the version of the
-    table write that will carry this evaluation (retention of remembered alerts).
+    table write that will carry this evaluation (retention of remembered alerts). ``base``: the
+    view of an earlier evaluation of the same, unchanged profile (a time-only step); used when
+    no window change lies in between, with the same result as computing the view anew.
     """
-    view, window_change = view_and_next_change(profile, as_of)
+    if base is not None and profile is not None and base.usable_at(as_of):
+        view, window_change = view_later(base.view, profile, as_of), base.window_change
+    else:
+        view, window_change = view_and_next_change(profile, as_of)
+    raw_view = view
     history = None
     if seg and seg.get("segment"):
         history = {"segment": seg["segment"], "since": _at(seg["since"])}
@@ -128,7 +152,8 @@ def decide(
     view = dict(view, segment=new.segment, activity_segment=new.activity_segment,
                 rfm_score=new.rfm.get("score"), tags=list(new.tags),
                 rule_version=library.version, segment_since=to_iso(since))
-    return Decision(new_seg, view, alerts, min(due) if due else None, bool(moves))
+    return Decision(new_seg, view, alerts, min(due) if due else None, bool(moves),
+                    Base(as_of, raw_view, window_change))
 
 
 def _remember(seg: SegState | None, cause: str, by: str,

@@ -562,6 +562,27 @@ def view_and_next_change(
     return view, (_dt(min(later)) if later else None)
 
 
+def view_later(view: dict[str, Any], s: ProfileState, as_of: datetime) -> dict[str, Any]:
+    """:func:`profile_view` of ``s`` at ``as_of``, from ``view``, its view at an earlier time
+    ``t``, when no event was folded into ``s`` since ``t`` and no window change lies in
+    ``(t, as_of]`` (``as_of`` is before :func:`next_window_change` at ``t``): the windowed
+    counts and open complaints are then those of ``view``; the values measured from a timestamp
+    (``recency_days``, ``inactive_days``, ``days_since_register``) and ``active_channels`` are
+    computed again. Retiring tickets in between changes no value of the view."""
+    state = _current(s, in_place=False)
+    orders, act = state["orders"], state["activity"]
+    out = dict(view)
+    out["as_of"] = to_iso(as_of)
+    out["recency_days"] = _round(_days(as_of, orders["last"]))
+    out["inactive_days"] = _round(_days(as_of, act["last"]))
+    start = math.floor(as_of.timestamp() / RESOLUTION_S) * RESOLUTION_S
+    channel_floor = (start - CHANNEL_WINDOW_DAYS * 86400) * 1000
+    out["active_channels"] = sorted(c for c, t in act["channels"].items() if t > channel_floor)
+    register = _register_time(view["register_date"]) if view["register_date"] else None
+    out["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
+    return out
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 

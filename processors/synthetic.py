@@ -487,8 +487,8 @@ def purchase_history(
     customers: int, months: int, end: datetime, seed: int, orders_per_customer: float = 3.0
 ) -> list[Row]:
     """An order export as a shop system gives it for a backfill: Chinese column names
-    (``客户ID``, ``订单号``, ``下单时间``, ``订单金额``, ``订单状态``, ``渠道``), every customer with at
-    least one order (on average ``orders_per_customer``, a long tail of loyal buyers), naive
+    (``客户ID``, ``订单号``, ``下单时间``, ``订单金额``, ``订单状态``, ``渠道``), every customer
+    with at least one order (on average ``orders_per_customer``, a long tail of loyal buyers), naive
     Asia/Shanghai times with whole seconds in ``(end - months * 30.44 days, end]``, amounts in
     CNY with 2 decimals, about 4 % refunded or returned later (a second row with the same
     order id), sorted by ``下单时间``. Deterministic in its arguments.

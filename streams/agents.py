@@ -81,8 +81,9 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
 
     events_topic = out_topic(settings.events_topic, partitions=settings.partitions)
     deadletter_topic = out_topic(settings.deadletter_topic)
-    changes_topic = out_topic(settings.segment_changes_topic)
-    triggers_topic = out_topic(settings.campaign_triggers_topic)
+    # alerts and triggers go out through app.producer (see announce); declared here too
+    out_topic(settings.segment_changes_topic)
+    out_topic(settings.campaign_triggers_topic)
     ops_topic = out_topic(settings.ops_alerts_topic)
     profiles = profiles_table(app, settings)
     store = ProfileStore(profiles)
@@ -130,16 +131,21 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                          m.alerts)
             for mirrors in rounds for user_id, m in mirrors.items()
         ], settings)
+        # straight to the app's producer (the topics are declared above): Faust's per-message
+        # send machinery costs more than the alert itself, and a backfill announces many
+        producer = app.producer
         sent = []
         for mirrors in rounds:
             for user_id, m in mirrors.items():
+                key = user_id.encode()
                 for alert in m.alerts:
                     metrics.segment_changes.labels(alert["group"]).inc()
-                    sent.append(await changes_topic.send(key=user_id.encode(),
-                                                         value=json.dumps(alert).encode()))
+                    sent.append(await producer.send(settings.segment_changes_topic, key,
+                                                    json.dumps(alert).encode(), None, None, None))
                     for trigger in campaign_triggers(campaigns, alert):
-                        sent.append(await triggers_topic.send(
-                            key=user_id.encode(), value=json.dumps(trigger).encode()))
+                        sent.append(await producer.send(
+                            settings.campaign_triggers_topic, key, json.dumps(trigger).encode(),
+                            None, None, None))
         for future in sent:
             await future
 
