@@ -20,12 +20,15 @@ except ImportError:  # pragma: no cover - hiredis is a dependency
     _hiredis_pack = None
 
 
+_PACKABLE = frozenset({str, bytes, int})
+"""Argument types hiredis packs exactly as redis-py (exact types: not bool, not subclasses)."""
+
+
 class PackedConnection(Connection):
     """A TCP connection whose commands hiredis packs (same RESP bytes as redis-py)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if _hiredis_pack is None or not args or any(
-                not isinstance(a, str | bytes | int) or isinstance(a, bool) for a in args):
+        if _hiredis_pack is None or not args or not _PACKABLE.issuperset(map(type, args)):
             return super().pack_command(*args)
         # as redis-py: a command name with spaces ("SCRIPT LOAD") is several arguments
         if isinstance(args[0], str):

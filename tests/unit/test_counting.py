@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from custpulse.processors.counting import fold_count, total
+from custpulse.processors.counting import apply_count, fold_count, total
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import parse_time
 
@@ -116,3 +118,41 @@ def test_bounded_state_stays_bounded_over_long_histories():
     assert len(state["ids"]) == 50
     assert sorted(state["ids"]) == sorted(f"e{i}" for i in range(450, 500))
     assert total(state) == 500
+
+
+def _reference(events, max_ids):
+    """The eviction rule written plainly: after each new id, drop the oldest (time, id)."""
+    ids, floor, verdicts = {}, None, []
+    for ev in events:
+        ms = int(round(ev.event_time.timestamp() * 1000))
+        if ev.event_id in ids:
+            verdicts.append("duplicate")
+            continue
+        if floor is not None and ms <= floor:
+            verdicts.append("beyond_horizon")
+            continue
+        ids[ev.event_id] = ms
+        while len(ids) > max_ids:
+            oldest = min(ids, key=lambda i: (ids[i], i))
+            evicted = ids.pop(oldest)
+            floor = evicted if floor is None else max(floor, evicted)
+        verdicts.append("accepted")
+    return set(ids.items()), floor, verdicts
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 30)), max_size=80),
+       st.integers(10, 14))
+def test_eviction_at_the_cap_is_the_plain_rule(pairs, max_ids):
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [CanonicalEvent(f"e{i}", "orders", "U1", base + timedelta(seconds=t))
+              for i, t in pairs]
+    state, verdicts = None, []
+    for ev in events:
+        state, verdict = apply_count(json.loads(json.dumps(state)) if state else None, ev,
+                                     max_ids)
+        verdicts.append(verdict)
+    want_ids, want_floor, want_verdicts = _reference(events, max_ids)
+    assert verdicts == want_verdicts
+    if state is not None:
+        assert set(state["ids"].items()) == want_ids and state["floor"] == want_floor
