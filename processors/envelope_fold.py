@@ -53,7 +53,12 @@ from custpulse.processors.lifecycle import (
     next_deadline_of,
     resend,
 )
-from custpulse.processors.profile import fold_profile, prune, retire_tickets
+from custpulse.processors.profile import (
+    fold_profile,
+    last_window_change,
+    prune,
+    retire_tickets,
+)
 from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import to_iso
 
@@ -333,6 +338,7 @@ class EnvelopeFold:
             if deadline is None or deadline > until or (
                     previous is not None and deadline <= previous):
                 break
+            deadline = self._skip(c, deadline, previous, until)
             decision = decide(value["profile"], seg, deadline, library=self.library,
                               user_id=user_id, cause=timer_cause(deadline),
                               event_time=deadline, processing_time=now, late=False,
@@ -343,6 +349,24 @@ class EnvelopeFold:
             c.dirty = True
             applied = True
         return applied
+
+
+    def _skip(self, c: _Customer, deadline: datetime, previous: datetime | None,
+              until: datetime) -> datetime:
+        """The deadline to evaluate next, from the due ``deadline``: past the ones at which
+        only a window no rule reads changes (they change no segment, tag or score: evaluating
+        them can announce nothing), when the last evaluation (``c.base``, at ``previous``,
+        profile unchanged since) tells when the next one that matters is. When none that
+        matters is due by ``until``, the last window change by ``until`` is evaluated, so the
+        customer ends as of the same moment as stepping through each would leave it."""
+        base = c.base
+        if base is None or previous is None or base.at != previous:
+            return deadline
+        relevant = base.next_relevant
+        if relevant is not None and relevant <= until:
+            return relevant if relevant > deadline else deadline
+        last = last_window_change(c.value["profile"], previous, until)
+        return last if last is not None and last > deadline else deadline
 
 
 def _next_write(value: Value) -> int:

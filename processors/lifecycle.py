@@ -24,8 +24,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from custpulse.processors.alerts import segment_alert
-from custpulse.processors.profile import view_and_next_change, view_later
-from custpulse.processors.segments import Evaluation, evaluate, next_deadline, transition
+from custpulse.processors.profile import view_and_changes, view_later
+from custpulse.processors.segments import (
+    Evaluation,
+    evaluate,
+    next_deadline,
+    read_windows,
+    transition,
+)
 from custpulse.schemas.segments import TagLibrary
 from custpulse.schemas.times import to_iso
 
@@ -53,11 +59,16 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Base:
-    """A profile view as of ``at`` and the next window change after ``at`` (None: none)."""
+    """A profile view as of ``at`` and the next window change after ``at`` (None: none);
+    ``relevant_change``: the next change of a window the rules read (or complaint closing);
+    ``next_relevant``: the earliest time after ``at`` at which time alone can change the
+    evaluation (that change or a rule threshold), None if never."""
 
     at: datetime
     view: dict[str, Any]
     window_change: datetime | None
+    relevant_change: datetime | None = None
+    next_relevant: datetime | None = None
 
     def usable_at(self, as_of: datetime) -> bool:
         """Whether :func:`~custpulse.processors.profile.view_later` may derive the view at
@@ -106,9 +117,11 @@ def decide(
     no window change lies in between, with the same result as computing the view anew.
     """
     if base is not None and profile is not None and base.usable_at(as_of):
-        view, window_change = view_later(base.view, profile, as_of), base.window_change
+        view = view_later(base.view, profile, as_of)
+        window_change, relevant_change = base.window_change, base.relevant_change
     else:
-        view, window_change = view_and_next_change(profile, as_of)
+        view, window_change, relevant_change = view_and_changes(
+            profile, as_of, read_windows(library))
     raw_view = view
     history = None
     if seg and seg.get("segment"):
@@ -143,17 +156,16 @@ def decide(
         "recent": _remember(seg, cause, by or cause, alerts, write),
     }
     history_after = {"segment": new.segment, "since": since}
-    candidates = [
-        window_change,
-        next_deadline(library, view, history_after, as_of=as_of),
-    ]
-    due = [c for c in candidates if c is not None and c > as_of]
+    threshold = next_deadline(library, view, history_after, as_of=as_of)
+    due = [c for c in (window_change, threshold) if c is not None and c > as_of]
+    relevant = [c for c in (relevant_change, threshold) if c is not None and c > as_of]
     new_seg["next_deadline"] = min(due).astimezone(UTC).isoformat() if due else None
     view = dict(view, segment=new.segment, activity_segment=new.activity_segment,
                 rfm_score=new.rfm.get("score"), tags=list(new.tags),
                 rule_version=library.version, segment_since=to_iso(since))
     return Decision(new_seg, view, alerts, min(due) if due else None, bool(moves),
-                    Base(as_of, raw_view, window_change))
+                    Base(as_of, raw_view, window_change, relevant_change,
+                         min(relevant) if relevant else None))
 
 
 def _remember(seg: SegState | None, cause: str, by: str,

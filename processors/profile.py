@@ -469,11 +469,25 @@ def next_window_change(s: ProfileState | None, as_of: datetime) -> datetime | No
     return view_and_next_change(s, as_of)[1]
 
 
+WINDOWS = (("orders", 30), ("orders", 90), ("orders", 365), ("visits", 7), ("visits", 30))
+"""The windows of the view, ``(kind, days)``: orders feed ``frequency_<days>d`` and
+``monetary_<days>d``, visits ``visits_<days>d``."""
+
+
 def view_and_next_change(
     s: ProfileState | None, as_of: datetime
 ) -> tuple[dict[str, Any], datetime | None]:
     """:func:`profile_view` and :func:`next_window_change` of the same state and time, in one
     pass over the hourly buckets (what a re-evaluation needs)."""
+    view, change, _ = view_and_changes(s, as_of, None)
+    return view, change
+
+
+def view_and_changes(
+    s: ProfileState | None, as_of: datetime, windows: frozenset[tuple[str, int]] | None
+) -> tuple[dict[str, Any], datetime | None, datetime | None]:
+    """``(view, next window change, next change of the given windows)``: the last counts
+    only ``windows`` (a subset of :data:`WINDOWS`; None: all) and complaint closings."""
     state = _current(s, in_place=False) if s is not None else new_profile()
     orders, act, funnel, service, master = (
         state["orders"], state["activity"], state["funnel"], state["service"], state["master"])
@@ -549,17 +563,42 @@ def view_and_next_change(
     register = _register_time(view["register_date"]) if view["register_date"] else None
     view["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
     if s is None:
-        return view, None
-    candidates = [  # epoch ms
-        (low * RESOLUTION_S + days * 86400) * 1000
-        for low, days in ((low30, 30), (low90, 90), (low365, 365), (low7, 7), (lowv30, 30))
-        if low is not None
+        return view, None, None
+    lows = (low30, low90, low365, low7, lowv30)  # in the order of WINDOWS
+    departures = [  # epoch ms, per window
+        None if low is None else (low * RESOLUTION_S + days * 86400) * 1000
+        for low, (_, days) in zip(lows, WINDOWS, strict=True)
     ]
-    candidates += [tk["closed"] for tk in service["tickets"].values()
-                   if _is_complaint(tk) and tk["closed"] is not None and tk["closed"] > now_ms]
+    closings = [tk["closed"] for tk in service["tickets"].values()
+                if _is_complaint(tk) and tk["closed"] is not None and tk["closed"] > now_ms]
     at_us = (as_of - _EPOCH) // _MICROSECOND  # exact: _dt(c) > as_of <=> c * 1000 > at_us
-    later = [c for c in candidates if c * 1000 > at_us]
-    return view, (_dt(min(later)) if later else None)
+    later = [c for c in departures + closings if c is not None and c * 1000 > at_us]
+    chosen = later if windows is None else [
+        c for c in [d for d, w in zip(departures, WINDOWS, strict=True) if w in windows]
+        + closings if c is not None and c * 1000 > at_us]
+    return (view, _dt(min(later)) if later else None, _dt(min(chosen)) if chosen else None)
+
+
+def last_window_change(s: ProfileState, as_of: datetime, until: datetime) -> datetime | None:
+    """The latest moment in ``(as_of, until]`` at which a bucket that is inside a window at
+    ``as_of`` leaves it (any window of :data:`WINDOWS`); None if there is none. With no event
+    folded in between, every window change in that span is one of these."""
+    state = _current(s, in_place=False)
+    start = math.floor(as_of.timestamp() / RESOLUTION_S) * RESOLUTION_S
+    at_us = (as_of - _EPOCH) // _MICROSECOND
+    until_us = (until - _EPOCH) // _MICROSECOND
+    best = None
+    for kind, days in WINDOWS:
+        keys = state["orders"]["buckets"] if kind == "orders" else state["activity"]["hours"]
+        floor = (start - days * 86400) // RESOLUTION_S
+        for key in keys:
+            h = int(key)
+            if h <= floor:
+                continue
+            at = (h * RESOLUTION_S + days * 86400) * 1000  # ms
+            if at_us < at * 1000 <= until_us and (best is None or at > best):
+                best = at
+    return None if best is None else _dt(best)
 
 
 def view_later(view: dict[str, Any], s: ProfileState, as_of: datetime) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,6 +193,9 @@ class _Plan:
     tags: tuple[tuple[str, Predicate, tuple[str | None, ...]], ...]
     offsets: dict[str, list[timedelta]]
     persisted: tuple[tuple[str, float], ...]
+    windows: frozenset[tuple[str, int]]
+    """The profile windows ``(kind, days)`` some condition reads (``frequency_30d`` ->
+    ``("orders", 30)``, ``visits_7d`` -> ``("visits", 7)``)."""
 
 
 _PLANS: dict[int, tuple[TagLibrary, _Plan]] = {}
@@ -245,8 +249,24 @@ def _compile_library(library: TagLibrary) -> _Plan:
                     found.add(at + _TICK)
                 except OverflowError:
                     pass
+    windows = set()
+    for leaf in library.leaves():
+        if isinstance(leaf, Condition):
+            match = _WINDOW_FIELD.fullmatch(leaf.field)
+            if match is not None:
+                kind = "visits" if match.group(1) == "visits" else "orders"
+                windows.add((kind, int(match.group(2))))
     return _Plan(groups, scores, tags, {f: sorted(v) for f, v in offsets.items()},
-                 tuple(persisted))
+                 tuple(persisted), frozenset(windows))
+
+
+_WINDOW_FIELD = re.compile(r"(frequency|monetary|visits)_(\d+)d")
+
+
+def read_windows(library: TagLibrary) -> frozenset[tuple[str, int]]:
+    """The profile windows the library's conditions read (see :class:`_Plan`): the others
+    change no segment, tag or score when a bucket leaves them."""
+    return _plan(library).windows
 
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {

@@ -263,3 +263,50 @@ def test_tick_records_are_chunked_and_bad_ones_dead_lettered():
            {"kind": "tick", "users": ["A"]}]
     _, (result,), _ = _run(bad, 10)
     assert [d.index for d in result.deadletters] == [0, 1, 2]
+
+
+class _EveryDeadline(EnvelopeFold):
+    """The fold evaluating at every deadline and computing every view anew (the reference)."""
+
+    def _skip(self, c, deadline, previous, until):
+        c.base = None
+        return deadline
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_skipping_deadlines_no_rule_reads_changes_nothing(seed):
+    from custpulse.processors.lifecycle import next_deadline_of
+    from custpulse.schemas.envelope import tick_records as ticks
+
+    rng = random.Random(seed)
+    wires = []
+    for i in range(60):  # orders and visits spread over two years, then ticks far ahead
+        user = f"U{rng.randrange(12)}"
+        at = T + timedelta(days=rng.uniform(0, 700), seconds=rng.randrange(86400))
+        if rng.random() < 0.5:
+            wires.append(_order(f"o{i}", user, at, round(rng.uniform(5, 30_000), 2)))
+        else:
+            wires.append(CanonicalEvent(f"b{i}", "behavior", user, at,
+                                        {"behavior_type": "browse", "channel": "app"}).to_wire())
+    wires.sort(key=lambda w: w["event_time"])
+    outcomes = []
+    for folder_class in (EnvelopeFold, _EveryDeadline):
+        folder = folder_class(LIB, 5000)
+        table, alerts = {}, []
+        chunks = [wires[i:i + 7] for i in range(0, len(wires), 7)]
+        for k, chunk in enumerate(chunks + [[] for _ in range(3)]):
+            records = list(chunk)
+            if k % 3 == 2 or not chunk:  # a watermark jump: every due customer ticked
+                until = T + timedelta(days=100 * (k + 1))
+                due = [(u, next_deadline_of(v["seg"])) for u, v in table.items()]
+                records += ticks([(u, d) for u, d in due if d is not None and d <= until], until)
+            def lookup(u, table=table):
+                return json.loads(json.dumps(table[u])) if u in table else None
+
+            result = folder.fold(json.loads(pack(records))["records"], lookup, NOW)
+            table.update(json.loads(json.dumps(result.writes)))
+            alerts.append(_moves([result]))
+            alerts.append(sorted((u, json.dumps(m.view, sort_keys=True))
+                                 for u, m in result.mirrors.items()))
+        outcomes.append((json.dumps(table, sort_keys=True), alerts))
+    assert outcomes[0] == outcomes[1]
