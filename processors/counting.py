@@ -5,7 +5,7 @@ State (a JSON-ready dict, kept in a changelog-backed table)::
     {"by_source": {"orders": 3, ...},
      "ids": {"f-...": 1710469800000, ...},   # event id -> event time, epoch milliseconds
      "floor": 1700000000000 | None,          # newest event time ever evicted from "ids"
-     "sorted": true,                         # once at the cap: "ids" in (time, id) order
+     "sorted": "<id>",                       # at the cap: "ids" in (time, id) order, this last
      "last_event_time": "2024-03-15T02:30:00.000+00:00"}
 
 The ids applied live in the same value they changed, so replaying an event after a crash
@@ -74,14 +74,18 @@ def apply_count(
     by_source[event.source] = by_source.get(event.source, 0) + 1
     if len(ids) < max_ids:
         ids[event.event_id] = moment
+        state.pop("sorted", None)
     else:
         # At the cap the oldest id (by event time, then id) goes for every new one: the ids are
         # kept in that order (a dict keeps insertion order, so does its JSON), so the oldest is
-        # the first. An id that is not the newest re-sorts them (nearly sorted: linear).
-        if not state.get("sorted"):
+        # the first. "sorted" names the last id of a sorted dict: whoever appended otherwise
+        # (a raised cap, another version of the worker) changed the last id, and the ids are
+        # sorted again. An id that is not the newest re-sorts them (nearly sorted: linear).
+        last = next(reversed(ids)) if ids else None
+        if state.get("sorted") != last:
             _sort_ids(state)
             ids = state["ids"]
-        last = next(reversed(ids)) if ids else None
+            last = next(reversed(ids)) if ids else None
         ids[event.event_id] = moment
         if last is not None and (moment, event.event_id) < (ids[last], last):
             _sort_ids(state)
@@ -89,6 +93,7 @@ def apply_count(
         while len(ids) > max_ids:
             evicted = ids.pop(next(iter(ids)))
             floor = evicted if floor is None else max(floor, evicted)
+        state["sorted"] = next(reversed(ids)) if ids else None
     state["floor"] = floor
     iso = to_iso(event.event_time)
     last = state.get("last_event_time")
@@ -97,9 +102,8 @@ def apply_count(
 
 
 def _sort_ids(state: CountState) -> None:
-    """Order ``state["ids"]`` by (event time, id) and mark it so (``"sorted": true``)."""
+    """Order ``state["ids"]`` by (event time, id)."""
     state["ids"] = dict(sorted(state["ids"].items(), key=lambda kv: (kv[1], kv[0])))
-    state["sorted"] = True
 
 
 def total(state: CountState | None) -> int:

@@ -619,6 +619,7 @@ def view_later(view: dict[str, Any], s: ProfileState, as_of: datetime) -> dict[s
     out["active_channels"] = sorted(c for c, t in act["channels"].items() if t > channel_floor)
     register = _register_time(view["register_date"]) if view["register_date"] else None
     out["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
+    out.update(_service_view(state["service"], as_of))  # open complaints: ms rounding of as_of
     return out
 
 
@@ -626,8 +627,13 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def _register_time(value: Any) -> datetime | None:
+    """``register_date`` as an aware time (text parsed once per distinct string)."""
+    return _parse_text(value) if isinstance(value, str) else parse_time(value, UTC)
+
+
 @lru_cache(maxsize=4096)
-def _register_time(text: Any) -> datetime | None:
+def _parse_text(text: str) -> datetime | None:
     return parse_time(text, UTC)
 
 

@@ -37,7 +37,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -156,7 +156,13 @@ def next_deadline(
             anchor = _shift(as_of, -days)
             if anchor is None:
                 continue
-        # thresholds are sorted: the first one strictly after as_of is this field's earliest
+        if type(anchor.tzinfo) is not timezone:  # a zone with DST: wall-clock arithmetic
+            for offset in offsets:
+                at = _shift_td(anchor, offset)
+                if at is not None and at > as_of and (best is None or at < best):
+                    best = at
+            continue
+        # fixed offset: thresholds are sorted, the first strictly after as_of is the earliest
         for i in range(bisect_right(offsets, as_of - anchor), len(offsets)):
             try:
                 at = anchor + offsets[i]
@@ -372,6 +378,13 @@ def _shift(moment: datetime, days: float) -> datetime | None:
     try:
         return moment + timedelta(days=days)
     except (OverflowError, ValueError):
+        return None
+
+
+def _shift_td(moment: datetime, delta: timedelta) -> datetime | None:
+    try:
+        return moment + delta
+    except OverflowError:
         return None
 
 

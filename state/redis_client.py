@@ -25,10 +25,18 @@ _PACKABLE = frozenset({str, bytes, int})
 
 
 class PackedConnection(Connection):
-    """A TCP connection whose commands hiredis packs (same RESP bytes as redis-py)."""
+    """A TCP connection whose commands hiredis packs (same RESP bytes as redis-py); text is
+    UTF-8 (strict) in hiredis, so another encoding keeps redis-py's packer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        encoder = self.encoder
+        self._utf8 = (encoder.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+                      and encoder.encoding_errors == "strict")
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if _hiredis_pack is None or not args or not _PACKABLE.issuperset(map(type, args)):
+        if _hiredis_pack is None or not args or not self._utf8 or not _PACKABLE.issuperset(
+                map(type, args)):
             return super().pack_command(*args)
         # as redis-py: a command name with spaces ("SCRIPT LOAD") is several arguments
         if isinstance(args[0], str):

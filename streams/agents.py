@@ -349,8 +349,13 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             waiting_since.pop(partition, None)
             due = deadlines.pop_due(watermark, partition=partition)
             records = tick_records(due, watermark)
-            for envelope in envelopes([(r, tick_bytes(r)) for r in records], 1):
-                await events_topic.send(value=envelope, partition=partition)
+            try:
+                for envelope in envelopes([(r, tick_bytes(r)) for r in records], 1):
+                    await events_topic.send(value=envelope, partition=partition)
+            except BaseException:
+                for user_id, at in due:  # nothing is lost: they are due again at the next run
+                    deadlines.add(user_id, at, partition)
+                raise
             metrics.tick_records.inc(len(records))
             metrics.tick_customers.inc(sum(len(r["users"]) for r in records))
 

@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,16 +95,32 @@ class ImportProducer:
         except (KafkaError, OSError) as exc:
             await producer.stop()
             raise kafka_unreachable(s) from exc
-        futures = []
+        futures: list[Any] = []
         try:
             for topic, key, value in sends:
-                futures.append(await producer.send(topic, value, key=key))
+                try:
+                    futures.append(await producer.send(topic, value, key=key))
+                except KafkaError as exc:  # refused before sending (e.g. larger than 8 MB)
+                    futures.append(exc)
                 bar.update(1)
             await producer.flush()
-            results = await asyncio.gather(*futures, return_exceptions=True)
+            pending = [f for f in futures if not isinstance(f, BaseException)]
+            outcomes = iter(await asyncio.gather(*pending, return_exceptions=True))
+            results = [f if isinstance(f, BaseException) else next(outcomes) for f in futures]
         finally:
             await producer.stop()
         return [r if isinstance(r, BaseException) else None for r in results]
+
+
+def _run(coroutine: Any) -> Any:
+    """Run ``coroutine`` to its end, also when the caller is inside an event loop (a notebook,
+    an async application): then in a thread with its own loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def make_producer(settings: Settings) -> ImportProducer:
@@ -193,7 +210,7 @@ def import_many(
         owners.append((index, False))
     with tqdm(total=len(sends), desc=label, unit="row", disable=not progress,
               file=sys.stderr) as bar:
-        results = asyncio.run(producer.send_all(sends, bar))
+        results = _run(producer.send_all(sends, bar))
     for (index, letter), failure in zip(owners, results, strict=True):
         if failure is not None:
             errors[index].append(failure)

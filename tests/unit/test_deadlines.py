@@ -36,3 +36,19 @@ def test_deadlines_are_kept_per_partition():
     index.add("d", T, 1)
     index.clear()
     assert len(index) == 0 and index.due_partitions(T + timedelta(days=9)) == []
+
+
+def test_next_deadline_with_a_daylight_saving_zone_is_after_as_of():
+    from zoneinfo import ZoneInfo
+
+    from custpulse.processors.segments import next_deadline
+    from custpulse.schemas.segments import load_library
+
+    library = load_library()
+    berlin = ZoneInfo("Europe/Berlin")
+    anchor = datetime(2026, 3, 1, 12, tzinfo=berlin)  # DST starts on 29 March
+    for hours in range(0, 24 * 200, 7):
+        as_of = (anchor + timedelta(hours=hours)).astimezone(UTC)
+        at = next_deadline(library, {"last_order_at": anchor, "last_seen_at": anchor},
+                           as_of=as_of)
+        assert at is None or at > as_of

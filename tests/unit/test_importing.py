@@ -158,3 +158,17 @@ def test_writers_round_trip_through_the_parser():
     assert csv_back[0] == {"user_id": "U1", "items": '[{"product_id": "P1", "category": "服装"}]',
                            "flag": "true", "closed_at": None, "amount": "1.5", "extra": None}
     assert csv_back[1]["extra"] == "只在第二行"
+
+
+def test_the_importers_loop_runner_works_inside_a_running_loop():
+    import asyncio
+
+    from custpulse.streams.importer import _run
+
+    async def answer():
+        return 42
+
+    async def caller():  # e.g. a notebook cell
+        return _run(answer())
+
+    assert _run(answer()) == 42 and asyncio.run(caller()) == 42

@@ -199,3 +199,12 @@ def test_hand_computed_profile():
     assert (v["tickets_total"], v["open_complaints"], v["satisfaction_mean"]) == (1, 1, 2.0)
     assert (v["region"], v["member_level"]) == ("北京市", "gold")
     assert v["days_since_register"] == 425.0
+
+
+def test_a_register_date_of_another_shape_reads_as_unknown():
+    from custpulse.processors.profile import new_profile, profile_view
+
+    state = new_profile()
+    state["master"]["register_date"] = [[0, ""], {"not": "a time"}]
+    view = profile_view(state, datetime(2026, 1, 1, tzinfo=UTC))
+    assert view["days_since_register"] is None

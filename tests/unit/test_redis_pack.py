@@ -19,3 +19,9 @@ def test_same_bytes_as_redis_py(name, args):
 def test_floats_use_redis_py_formatting():
     assert PackedConnection().pack_command("SET", "k", 0.1) == Connection().pack_command(
         "SET", "k", 0.1)
+
+
+def test_another_encoding_keeps_redis_pys_packer():
+    for kw in ({"encoding": "latin-1"}, {"encoding_errors": "replace"}):
+        args = ("HSET", "k", "é", "\udcff" if "encoding_errors" in kw else "x")
+        assert PackedConnection(**kw).pack_command(*args) == Connection(**kw).pack_command(*args)
