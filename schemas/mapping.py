@@ -381,16 +381,7 @@ def _parse_section(data: dict[str, Any], origin: str) -> _Section:
             )
             for k, v in table.items()
         }
-    time_formats: dict[str, str] = {}
-    for name, fmt in _mapping_of(data, "time_formats", origin).items():
-        canon = _canonical_name(name, origin, "time_formats")
-        if fmt not in TIME_FORMATS:
-            raise _fail(
-                origin,
-                f"gives field {canon} the unknown time format {_show(fmt)} "
-                f"(use one of {_list(TIME_FORMATS)})",
-            )
-        time_formats[canon] = fmt
+    time_formats = _choices(data, "time_formats", TIME_FORMATS, "time format", origin)
     identity: dict[str, tuple[str, ...]] = {}
     declared = _mapping_of(data, "identity", origin)
     unknown = [key for key in declared if key not in _IDENTITY_KEYS]
@@ -409,16 +400,7 @@ def _parse_section(data: dict[str, Any], origin: str) -> _Section:
         if not isinstance(names, list):
             raise _fail(origin, f"has an identity {part} that is not a list of field names")
         identity[part] = tuple(_canonical_name(n, origin, f"identity {part}") for n in names)
-    classes: dict[str, str] = {}
-    for name, kind in _mapping_of(data, "classes", origin).items():
-        canon = _canonical_name(name, origin, "classes")
-        if kind not in CLASSES:
-            raise _fail(
-                origin,
-                f"gives field {canon} the unknown class {_show(kind)} "
-                f"(use one of {_list(CLASSES)})",
-            )
-        classes[canon] = kind
+    classes = _choices(data, "classes", CLASSES, "class", origin)
     nested: dict[str, dict[str, tuple[str, list[str]]]] = {}
     for name, keys in _mapping_of(data, "nested", origin).items():
         canon = _canonical_name(name, origin, "nested")
@@ -443,6 +425,23 @@ def _parse_section(data: dict[str, Any], origin: str) -> _Section:
                          [_scalar_text(a, origin, f"an alias of {canon}.{sub}") for a in aliases])
         nested[canon] = spec
     return _Section(version, fields, types, values, time_formats, identity, classes, nested)
+
+
+def _choices(data: dict[str, Any], section: str, allowed: Any, what: str,
+             origin: str) -> dict[str, str]:
+    """A section mapping fields to one of ``allowed`` (``time_formats:``, ``classes:``), by
+    canonical field name; an unknown choice is refused in one sentence."""
+    out: dict[str, str] = {}
+    for name, choice in _mapping_of(data, section, origin).items():
+        canon = _canonical_name(name, origin, section)
+        if choice not in allowed:
+            raise _fail(
+                origin,
+                f"gives field {canon} the unknown {what} {_show(choice)} "
+                f"(use one of {_list(allowed)})",
+            )
+        out[canon] = choice
+    return out
 
 
 def _mapping_of(data: dict[str, Any], key: str, origin: str) -> dict[Any, Any]:

@@ -340,11 +340,11 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         watermark = clock.current(datetime.now(UTC))
         if watermark is None:
             return
-        at = time.monotonic()
+        clock_s = time.monotonic()
         for partition in deadlines.due_partitions(watermark):
             if unread(partition):
-                since = waiting_since.setdefault(partition, at)
-                if at - since < TICK_MAX_DELAY_S:
+                since = waiting_since.setdefault(partition, clock_s)
+                if clock_s - since < TICK_MAX_DELAY_S:
                     continue
             waiting_since.pop(partition, None)
             due = deadlines.pop_due(watermark, partition=partition)
