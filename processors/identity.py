@@ -197,6 +197,16 @@ def keyed_event_id(
     return own_event_id(source, record, fields) or business_key_id(source, fields, mapping)
 
 
+def has_keyed_id(record: Mapping[Any, Any], fields: Mapping[str, Any],
+                 mapping: FieldMapping) -> bool:
+    """Whether :func:`keyed_event_id` gives the record an id (rules 1 or 2), without hashing.
+    Identity views keep missing values missing, so the standardized ``fields`` decide."""
+    if own_id_text(record, fields) is not None:
+        return True
+    return bool(mapping.identity_key) and not any(
+        _is_missing(fields.get(name)) for name in mapping.identity_key)
+
+
 def event_identity(
     source: str,
     record: Mapping[Any, Any],

@@ -35,6 +35,7 @@ from custpulse.processors.identity import (
     OWN_ID_FIELD,
     content_fingerprint,
     content_id,
+    has_keyed_id,
     keyed_event_id,
 )
 from custpulse.processors.policy import identity_view, own_id_view
@@ -170,6 +171,7 @@ def prepare(
     *,
     secret: bytes,
     secret_version: int = 1,
+    keyed_ids: bool = True,
 ) -> list[ImportRow]:
     """Read every readable row with ``mapping`` (naive times in ``zone``), give it its event id,
     key and event time, and sort.
@@ -184,15 +186,42 @@ def prepare(
     ``secret`` (and ``secret_version``) must be the worker's PII secret: ids are hashed over the
     identity view (:func:`custpulse.processors.policy.identity_view`), in which personal values
     are keyed tokens, exactly as the worker hashes them.
+
+    ``keyed_ids=False`` (what ``custpulse import`` uses) leaves ``event_id`` None for rows that
+    bring their own id or a business key: the record goes out as it is either way and the
+    worker derives that id itself, so only rows that need a content id pay for the identity
+    view (~40 us a row). Records, keys, times and order are the same either way.
     """
     source = mapping.source
     seen: dict[str, int] = {}
+    needed = {"user_id", OWN_ID_FIELD, *EVENT_TIME_FIELDS[source], *mapping.identity_key,
+              *mapping.identity_state}
+    known: dict[Any, bool] = {}
+
+    def wanted(key: Any) -> bool:
+        """Whether a raw key maps to a field in ``needed`` (the same keys standardize would
+        weigh for those fields, so they come out the same)."""
+        hit = known.get(key)
+        if hit is None:
+            text = key if isinstance(key, str) else repr(key)
+            hit = known[key] = mapping.canonical_name(text) in needed
+        return hit
+
     prepared: list[ImportRow] = []
     for row in rows:
         if row.record is None:
             prepared.append(row)
             continue
         record = dict(row.record)
+        if not keyed_ids:
+            # the fields that decide key, time and whether the row has an id of its own first
+            part = {k: v for k, v in record.items() if wanted(k)}
+            fields, _ = standardize(part, mapping, zone)
+            if has_keyed_id(record, fields, mapping):
+                prepared.append(ImportRow(row.row_number, record=record,
+                                          event_time=_event_time(source, fields),
+                                          key=_user_key(fields)))
+                continue
         fields, _ = standardize(record, mapping, zone)
         hashed = identity_view(fields, mapping, secret, secret_version)
         event_id = keyed_event_id(source, own_id_view(record, secret, secret_version),

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from custpulse.processors.identity import own_event_id
 from custpulse.processors.importing import (
@@ -160,15 +162,29 @@ def test_writers_round_trip_through_the_parser():
     assert csv_back[1]["extra"] == "只在第二行"
 
 
-def test_the_importers_loop_runner_works_inside_a_running_loop():
-    import asyncio
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional={
+    "客户ID": st.sampled_from(["U1", "U2", " U3 ", "", "13800138000"]),
+    "订单号": st.sampled_from(["SO1", "SO2", "", " ", "张伟13800138000"]),
+    "订单状态": st.sampled_from(["已支付", "已退款", "", "13800138000"]),
+    "下单时间": st.sampled_from(["2024-03-01 10:00:00", "2024/3/2 9:00", "", "昨天",
+                                 "2024-03-01T02:00:00Z"]),
+    "订单金额": st.sampled_from(["10", "1,299.00", "¥5", ""]),
+    "event_id": st.sampled_from(["E-1", " ", "13800138000", 7, True]),
+}), max_size=12), st.sampled_from(["orders", "tickets", "behavior"]))
+def test_import_without_keyed_ids_sends_the_same_rows(records, source):
+    """The importer's fast path (no identity view for rows with their own id or a business key)
+    sends the same records, keys and order, and the same content ids, as the full one."""
+    data = to_jsonl(records)
+    full = prepare(parse_rows(data, "jsonl"), MAPPINGS[source], SH, secret=SECRET)
+    fast = prepare(parse_rows(data, "jsonl"), MAPPINGS[source], SH, secret=SECRET,
+                   keyed_ids=False)
+    assert [(r.row_number, r.record, r.key, r.event_time) for r in fast] == [
+        (r.row_number, r.record, r.key, r.event_time) for r in full]
+    for f, g in zip(full, fast, strict=True):
+        # a row either keeps its content id, or has an id of its own the worker derives
+        assert g.event_id in (None, f.event_id)
+        if g.event_id is None and f.record is not None:
+            assert f.event_id is not None and ":k:" in f.event_id
 
-    from custpulse.streams.importer import _run
 
-    async def answer():
-        return 42
-
-    async def caller():  # e.g. a notebook cell
-        return _run(answer())
-
-    assert _run(answer()) == 42 and asyncio.run(caller()) == 42
