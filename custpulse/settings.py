@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         ".custpulse-data", description="Folder for the worker's local table data."
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = off.")
+    role: str = Field(
+        "all", description="What this worker process runs: 'all' (ingest stage and fold), "
+        "'ingest' (raw topics -> <prefix>events only) or 'fold' (<prefix>events -> table, "
+        "Redis, alerts only). Run one 'ingest' and one 'fold' process to use two cores."
+    )
 
     @field_validator("source_tz")
     @classmethod
@@ -135,6 +140,13 @@ class Settings(BaseSettings):
     def _known_store(cls, value: str) -> str:
         if value not in {"memory://", "rocksdb://"}:
             raise ValueError("must be 'memory://' or 'rocksdb://'")
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        if value not in {"all", "ingest", "fold"}:
+            raise ValueError("must be 'all', 'ingest' or 'fold'")
         return value
 
     @field_validator("idle_clock")
@@ -207,6 +219,20 @@ class Settings(BaseSettings):
         return f"{self.app_id}-ingest"
 
     @property
+    def clock_topic(self) -> str:
+        """Ingest processes' reports on their inputs (one partition, compacted): the shared
+        event-time watermark of the fold processes."""
+        return self.topic("clock")
+
+    @property
+    def runs_ingest(self) -> bool:
+        return self.role in ("all", "ingest")
+
+    @property
+    def runs_fold(self) -> bool:
+        return self.role in ("all", "fold")
+
+    @property
     def deadletter_topic(self) -> str:
         return self.topic("deadletter")
 
@@ -224,7 +250,7 @@ class Settings(BaseSettings):
 
     def internal_topics(self) -> list[str]:
         return [self.events_topic, self.deadletter_topic, self.segment_changes_topic,
-                self.campaign_triggers_topic, self.ops_alerts_topic]
+                self.campaign_triggers_topic, self.ops_alerts_topic, self.clock_topic]
 
     def redis_key(self, *parts: str) -> str:
         """``redis_key("profile", "U1") == "cp:profile:U1"`` with the default prefix."""

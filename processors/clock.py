@@ -36,6 +36,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 DEFAULT_IDLE_TIMEOUT = timedelta(seconds=30)
+DEFAULT_STALE_AFTER = timedelta(seconds=10)
+"""A report (see :class:`InputReport`) not refreshed for this long holds the watermark: the
+process that read the input may be gone, and until another one reports, its unread records
+may be earlier than anything else."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputReport:
+    """What the process reading one input says about it (all times aware).
+
+    ``time``: the latest event time of the input whose envelopes are acknowledged on
+    ``<prefix>events`` (None before any); ``seen``: the wall-clock time it last delivered an
+    event; ``lagging``: whether it has records not yet read; ``reported``: the wall-clock time
+    of the report. Ingest processes send these, fold processes combine them
+    (:meth:`Watermark.apply`), so several processes share one watermark."""
+
+    time: datetime | None
+    seen: datetime | None
+    lagging: bool
+    reported: datetime
 
 
 @dataclass
@@ -45,8 +65,10 @@ class Watermark:
     idle_timeout: timedelta = DEFAULT_IDLE_TIMEOUT
     _inputs: dict[str, tuple[datetime, datetime]] = field(default_factory=dict, repr=False)
     """input -> (latest event time, wall-clock time of its last event)."""
+    stale_after: timedelta = DEFAULT_STALE_AFTER
     _floor: datetime | None = field(default=None, repr=False)
     _lagging: frozenset[str] = field(default=frozenset(), repr=False)
+    _reports: dict[str, InputReport] = field(default_factory=dict, repr=False)
 
     def set_lagging(self, inputs: set[str] | frozenset[str]) -> None:
         """The inputs that still have records not yet read (whatever the wall clock says,
@@ -59,6 +81,29 @@ class Watermark:
         known = self._inputs.get(input)
         latest = event_time if known is None or event_time > known[0] else known[0]
         self._inputs[input] = (latest, wall)
+
+    def report(self, input: str, lagging: bool, wall: datetime) -> InputReport:
+        """This clock's knowledge of ``input`` as a report (for other processes)."""
+        known = self._inputs.get(input)
+        return InputReport(known[0] if known else None, known[1] if known else None,
+                           lagging, wall)
+
+    def apply(self, input: str, report: InputReport) -> None:
+        """Take another process's report on ``input``. Its time counts like an observed event
+        (never moving the input back); it holds the watermark while it says ``lagging`` or
+        while it is older than ``stale_after`` (as a lagging input does)."""
+        if report.time is not None and report.seen is not None:
+            known = self._inputs.get(input)
+            latest = report.time if known is None or report.time > known[0] else known[0]
+            seen = report.seen if known is None or report.seen > known[1] else known[1]
+            self._inputs[input] = (latest, seen)
+        self._reports[input] = report
+
+    def _holding(self, wall: datetime) -> frozenset[str]:
+        if not self._reports:
+            return self._lagging
+        return self._lagging | {name for name, r in self._reports.items()
+                                if r.lagging or wall - r.reported > self.stale_after}
 
     @property
     def latest_event(self) -> datetime | None:
@@ -73,11 +118,12 @@ class Watermark:
     def current(self, wall: datetime) -> datetime | None:
         """The watermark at wall-clock time ``wall`` (aware), or None before any event."""
         candidates = []
-        if any(name not in self._inputs for name in self._lagging):
+        lagging = self._holding(wall)
+        if any(name not in self._inputs for name in lagging):
             return self._floor  # an input with unread records and no time yet: wait for it
         if self._inputs:
             active = [t for name, (t, seen) in self._inputs.items()
-                      if wall - seen < self.idle_timeout or name in self._lagging]
+                      if wall - seen < self.idle_timeout or name in lagging]
             base = min(active) if active else max(t for t, _ in self._inputs.values())
             candidates.append(base - self.lateness)
         if self.mode == "wall":

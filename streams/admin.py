@@ -34,7 +34,11 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
                "max.message.bytes": str(8 * 1024 * 1024)},
     "deadletter": {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
     "alerts": {"retention.ms": str(30 * DAY_MS), "cleanup.policy": "delete"},
+    # the newest report per input is all that counts (schemas/clock_report.py)
+    "clock": {"cleanup.policy": "compact", "segment.ms": str(3_600_000),
+              "min.cleanable.dirty.ratio": "0.1"},
 }
+
 
 
 def kafka_unreachable(settings: Settings) -> ServiceUnavailable:
@@ -108,6 +112,7 @@ def wanted_topics(settings: Settings) -> dict[str, dict[str, str]]:
     for name in (settings.segment_changes_topic, settings.campaign_triggers_topic,
                  settings.ops_alerts_topic):
         topics[name] = TOPIC_CONFIG["alerts"]
+    topics[settings.clock_topic] = TOPIC_CONFIG["clock"]
     return topics
 
 
@@ -119,7 +124,8 @@ def ensure_topics(settings: Settings) -> list[str]:
     with kafka_admin(settings) as admin:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=cfg)
+            NewTopic(name, 1 if name == settings.clock_topic else settings.partitions,
+                     settings.replication_factor, topic_configs=cfg)
             for name, cfg in wanted_topics(settings).items()
             if name not in existing
         ]

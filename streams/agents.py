@@ -36,21 +36,22 @@ from custpulse.settings import Settings
 from custpulse.state.deadlines import DeadlineIndex
 from custpulse.state.delivery import Delivery
 from custpulse.state.redis_client import connect
-from custpulse.state.redis_mirror import (
-    ProfileWrite,
-    profile_fields,
-    write_profiles,
-    write_quality,
-)
+from custpulse.state.redis_mirror import ProfileWrite, profile_fields, write_profiles
 from custpulse.state.tables import ProfileStore, profiles_table
+from custpulse.streams.clock_feed import ClockFeed
 from custpulse.streams.exact_offsets import AHEAD, BEHIND, ExactOffsetsConsumer, LogOrder
 from custpulse.streams.ingest_stage import IngestStage
 from custpulse.streams.metrics import Metrics
+from custpulse.streams.periodic import (
+    OPS_INTERVAL_S,
+    QUALITY_PUBLISH_INTERVAL_S,
+    ops_records,
+    publish_quality,
+)
 from custpulse.streams.recovery_guard import SeekAfterRecovery
 
 log = logging.getLogger("custpulse.agents")
 
-QUALITY_PUBLISH_INTERVAL_S = 5.0
 DEADLINE_INTERVAL_S = 0.5
 TICK_MAX_DELAY_S = 5.0
 """While the fold has unread messages in a partition of ``<prefix>events`` (a backfill, a
@@ -58,7 +59,6 @@ backlog), its due deadlines wait for the fold to catch up (the customers' queued
 them on their own), at most this many seconds."""
 HEAL_INTERVAL_S = 1.0  # seconds between stall checks of the events partitions
 REFETCH_S = 2.0  # at most one re-fetch per events partition in this many seconds
-OPS_INTERVAL_S = 10.0
 ANNOUNCE_QUEUE = 16
 """Envelopes folded but not yet acknowledged (then the fold waits: back pressure)."""
 
@@ -72,6 +72,12 @@ def ingest_config(settings: Settings) -> IngestConfig:
         secret_version=settings.pii_secret_version,
         max_future_skew=timedelta(seconds=settings.max_future_skew_s),
     )
+
+
+def new_clock(settings: Settings) -> Watermark:
+    """An event-time clock with the settings' lateness, idle mode and idle timeout."""
+    return Watermark(timedelta(seconds=settings.allowed_lateness_s), settings.idle_clock,
+                     timedelta(seconds=settings.idle_timeout_s))
 
 
 def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> None:
@@ -91,8 +97,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     library = load_library(settings.segments)
     campaigns = load_campaigns(settings.campaigns)
     quality = QualityTracker(OPTIONAL_FIELDS, NUMERIC_FIELDS)
-    clock = Watermark(timedelta(seconds=settings.allowed_lateness_s), settings.idle_clock,
-                      timedelta(seconds=settings.idle_timeout_s))
+    # the fold's watermark: every ingest process's reports on <prefix>clock (clock_feed)
+    clock = new_clock(settings)
     deadlines = DeadlineIndex()
     ops = OpsMonitor()
     folded: dict[int, int] = {}  # per events partition: the offset after the last one folded
@@ -102,13 +108,23 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                           timedelta(seconds=settings.freshness_horizon_s),
                           rewrite_duplicates=settings.store == "rocksdb://")
 
+    if settings.runs_ingest:
+        ingest_clock = new_clock(settings)  # what this process reads; reported to the feed
+
+        @app.service
+        class Ingest(IngestStage):
+            """The batch ingest stage, started and stopped with the worker."""
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(settings=settings, metrics=metrics, config=config,
+                                 quality=quality, clock=ingest_clock, ops=ops, **kwargs)
+
     @app.service
-    class Ingest(IngestStage):
-        """The batch ingest stage, started and stopped with the worker."""
+    class Feed(ClockFeed):
+        """The shared watermark, read from <prefix>clock."""
 
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(settings=settings, metrics=metrics, config=config,
-                             quality=quality, clock=clock, ops=ops, **kwargs)
+            super().__init__(settings=settings, clock=clock, **kwargs)
 
     async def dead_letter(letter: DeadLetter, position: Position) -> Any:
         """Send one dead letter; returns the future of its acknowledgement."""
@@ -361,23 +377,10 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
 
     @app.timer(OPS_INTERVAL_S)
     async def check_ops() -> None:
-        watermark = clock.current(datetime.now(UTC))
-        if watermark is None:
-            return
-        for alert in ops.check(watermark):
-            metrics.ops_alerts.labels(alert["kind"]).inc()
-            await ops_topic.send(key=alert["kind"].encode(), value=json.dumps(alert).encode())
+        for key, value in ops_records(ops, clock.current(datetime.now(UTC)), metrics):
+            await ops_topic.send(key=key, value=value)
 
-    @app.timer(QUALITY_PUBLISH_INTERVAL_S)
-    async def publish_quality() -> None:
-        snapshot = quality.snapshot()
-        for source, fields in snapshot.items():
-            for name, stats in fields.items():
-                rate = stats.get("missing_rate")
-                if isinstance(rate, int | float):
-                    metrics.missing_rate.labels(source, name).set(rate)
-        client = connect(settings.redis_url)
-        try:
-            await write_quality(client, settings, snapshot)
-        finally:
-            await client.aclose()
+    if settings.runs_ingest:
+        @app.timer(QUALITY_PUBLISH_INTERVAL_S)
+        async def quality_timer() -> None:
+            await publish_quality(settings, metrics, quality)

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the stream worker (Faust) until stopped")
     worker.add_argument("--log-level", choices=["crit", "error", "warn", "info", "debug"])
     worker.add_argument("--mapping", help="YAML field mapping merged over the shipped defaults")
+    worker.add_argument(
+        "--role", choices=["all", "ingest", "fold"],
+        help="all (default, CUSTPULSE_ROLE): ingest and fold in this process; ingest: raw "
+        "topics -> <prefix>events only; fold: <prefix>events -> table, Redis, alerts only")
 
     imp = sub.add_parser(
         "import",
@@ -122,8 +126,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         from custpulse.streams.worker import run_worker
 
-        if args.mapping:
-            settings = load_settings(mapping=args.mapping)
+        overrides = {k: v for k, v in (("mapping", args.mapping), ("role", args.role)) if v}
+        if overrides:
+            settings = load_settings(**overrides)
         return run_worker(settings, args.log_level)
     if args.command == "import":
         from custpulse.streams.importer import files_in_dir, import_files

@@ -36,6 +36,7 @@ from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
 from custpulse.processors.merge import EventTimeMerge
 from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import QualityTracker
+from custpulse.schemas.clock_report import encode_report
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.envelope import envelopes, partition_for
 from custpulse.settings import Settings
@@ -51,6 +52,8 @@ RETRY_DELAY_S = 1.0
 MAX_IN_FLIGHT = 4
 """Polls whose sends may wait for acknowledgements while the next ones are ingested."""
 COMMIT_INTERVAL_S = 0.2
+CLOCK_REPORT_S = 0.2
+"""How often the stage reports its inputs on ``<prefix>clock`` (busy or idle)."""
 
 
 @dataclass
@@ -70,6 +73,12 @@ class _Batch:
             metrics.events_in.labels(source).inc(n)
         for (source, code), n in self.rejected.items():
             metrics.deadlettered.labels(source, code).inc(n)
+
+
+def _log_failed_report(sent: asyncio.Future[Any]) -> None:
+    """A lost report is replaced by the next one (CLOCK_REPORT_S later): log it, go on."""
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning("clock report not sent (%s)", type(sent.exception()).__name__)
 
 
 class _Forget(ConsumerRebalanceListener):
@@ -111,6 +120,7 @@ class IngestStage(Service):
         self._merge = EventTimeMerge()
         self._next: dict[Any, int] = {}  # per raw partition: the offset after the last read
         self._seen_at: dict[Any, float] = {}  # per raw partition: monotonic time of its last read
+        self._reported = -CLOCK_REPORT_S  # monotonic time of the last clock report
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -179,6 +189,8 @@ class IngestStage(Service):
                         await self._consumer.commit(committable)
                     self._done.clear()
                     last_commit = time.monotonic()
+                if time.monotonic() - self._reported >= CLOCK_REPORT_S:
+                    await self._report()
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:
@@ -195,6 +207,26 @@ class IngestStage(Service):
                     await self._consumer.seek_to_committed()
                 except KafkaError as again:
                     log.warning("seek to committed offsets failed (%s)", type(again).__name__)
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Send one record with the stage's producer and wait for its acknowledgement."""
+        assert self._producer is not None
+        await (await self._producer.send(topic, value, key=key))
+
+    async def _report(self) -> None:
+        """Send this stage's knowledge of each assigned input to ``<prefix>clock`` (the fold
+        processes' shared watermark, see :mod:`custpulse.schemas.clock_report`). Times are
+        those of acknowledged envelopes only, so a tick that a fold process sends after
+        reading the report lands behind them."""
+        assert self._consumer is not None and self._producer is not None
+        self._reported = time.monotonic()
+        wall = datetime.now(UTC)
+        lagging = self._lagging()
+        for tp in self._consumer.assignment():
+            name = f"{tp.topic}:{tp.partition}"
+            key, value = encode_report(name, self.clock.report(name, name in lagging, wall))
+            sent = await self._producer.send(self.settings.clock_topic, value, key=key)
+            sent.add_done_callback(_log_failed_report)
 
     def _forget(self, tps: list[Any]) -> None:
         """Drop what is held for ``tps`` (revoked, or about to be re-read from committed

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import faust
+import mode
 from prometheus_client import REGISTRY, start_http_server
 
 from custpulse.errors import ConfigError
@@ -13,6 +14,8 @@ from custpulse.settings import Settings
 from custpulse.streams.admin import check_events_partitions, check_redis, ensure_topics
 from custpulse.streams.app import create_app
 from custpulse.streams.client_logs import cap_client_logs
+from custpulse.streams.ingest_worker import IngestWorker
+from custpulse.streams.metrics import create_metrics
 
 log = logging.getLogger("custpulse.worker")
 
@@ -36,10 +39,16 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
     check_redis(settings).close()
     created = ensure_topics(settings)
     check_events_partitions(settings)
-    app, _metrics = create_app(settings, registry=REGISTRY)
-    if settings.metrics_port:
+    if settings.metrics_port:  # one registry per process: give each process its own port
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104
-    worker = faust.Worker(app, loglevel=log_level or settings.log_level, quiet=True)
+    level = log_level or settings.log_level
+    worker: mode.Worker
+    if settings.role == "ingest":  # no Faust: the ingest stage alone (streams/ingest_worker.py)
+        service = IngestWorker(settings, create_metrics(REGISTRY))
+        worker = mode.Worker(service, loglevel=level, quiet=True)
+    else:
+        app, _metrics = create_app(settings, registry=REGISTRY)
+        worker = faust.Worker(app, loglevel=level, quiet=True)
     cap_client_logs()
     if created:
         log.info("created topics: %s", ", ".join(created))

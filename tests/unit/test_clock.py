@@ -35,3 +35,69 @@ def test_the_watermark_never_moves_back():
     assert clock.current(WALL + timedelta(minutes=5)) == datetime(2026, 10, 1, tzinfo=UTC)
     clock.observe(datetime(2026, 1, 1, tzinfo=UTC), WALL + timedelta(minutes=5), "b:0")
     assert clock.current(WALL + timedelta(minutes=5)) == datetime(2026, 10, 1, tzinfo=UTC)
+
+
+# Reports: ingest processes tell fold processes what they know of each input (issue 11).
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from custpulse.processors.clock import InputReport  # noqa: E402
+
+
+def test_reports_of_two_processes_make_one_watermark():
+    feed = Watermark(idle_timeout=timedelta(seconds=30))
+    feed.apply("orders:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), WALL, False, WALL))
+    feed.apply("behavior:0", InputReport(datetime(2026, 11, 1, tzinfo=UTC), WALL, False, WALL))
+    assert feed.current(WALL) == datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_a_lagging_or_silent_report_holds_the_watermark():
+    feed = Watermark(idle_timeout=timedelta(seconds=30), stale_after=timedelta(seconds=10))
+    feed.apply("orders:0", InputReport(None, None, True, WALL))  # assigned, nothing read yet
+    feed.apply("behavior:0", InputReport(datetime(2026, 11, 1, tzinfo=UTC), WALL, False, WALL))
+    assert feed.current(WALL) is None
+    feed.apply("orders:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), WALL, False, WALL))
+    later = WALL + timedelta(minutes=5)  # both idle, but orders' reader went quiet 5 min ago
+    feed.apply("behavior:0", InputReport(datetime(2026, 11, 1, tzinfo=UTC), WALL, False, later))
+    assert feed.current(later) == datetime(2026, 6, 1, tzinfo=UTC)  # held by the stale report
+    feed.apply("orders:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), WALL, False, later))
+    assert feed.current(later) == datetime(2026, 11, 1, tzinfo=UTC)  # fresh: the end of data
+
+
+def test_a_report_never_moves_an_input_back():
+    feed = Watermark()
+    feed.apply("a:0", InputReport(datetime(2026, 6, 2, tzinfo=UTC), WALL, False, WALL))
+    feed.apply("a:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), WALL, False, WALL))
+    assert feed.current(WALL) == datetime(2026, 6, 2, tzinfo=UTC)
+
+
+_STEP = st.tuples(
+    st.sampled_from(["observe", "lagging", "wait"]),
+    st.sampled_from(["orders:0", "orders:1", "behavior:0"]),
+    st.integers(0, 400),  # event time: days after 2025-01-01
+    st.integers(0, 90),  # wall-clock seconds that pass
+    st.sets(st.sampled_from(["orders:0", "orders:1", "behavior:0"])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_STEP, max_size=30), st.sampled_from(["follow", "wall"]))
+def test_a_clock_fed_by_reports_equals_the_clock_they_come_from(steps, mode):
+    """What a fold process computes from fresh reports is what the ingest process's own clock
+    says, for any history of events, lagging sets and idle time."""
+    local = Watermark(timedelta(minutes=5), mode, timedelta(seconds=30))
+    feed = Watermark(timedelta(minutes=5), mode, timedelta(seconds=30))
+    wall = WALL
+    lagging: set[str] = set()
+    assigned = {"orders:0", "orders:1", "behavior:0"}
+    for action, name, day, seconds, lag in steps:
+        wall += timedelta(seconds=seconds)
+        if action == "observe":
+            local.observe(datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=day), wall, name)
+        elif action == "lagging":
+            lagging = set(lag)
+            local.set_lagging(lagging)
+        for input in assigned:  # the ingest process reports every input it reads
+            feed.apply(input, local.report(input, input in lagging, wall))
+        assert feed.current(wall) == local.current(wall)
