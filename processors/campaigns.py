@@ -28,22 +28,18 @@ yields the same trigger ids and consumers deduplicate on them.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from custpulse.errors import ConfigError
-from custpulse.schemas.yamlfiles import parse_yaml, read_user_yaml, shipped_text
+from custpulse.schemas.config_models import GROUPS as GROUPS  # re-exported: the file's groups
+from custpulse.schemas.config_models import TAG_PREFIX as TAG_PREFIX
+from custpulse.schemas.config_models import CampaignsYaml, TriggerYaml, validate
+from custpulse.schemas.yamlfiles import read_yaml
 
 TRIGGER_VERSION = 1
-GROUPS = ("value", "activity")
-TAG_PREFIX = "tag:"
-ACTION_REQUIRED = ("type", "campaign", "channel")
-_TOP_KEYS = {"version", "holdout_share", "triggers"}
-_TRIGGER_KEYS = {"name", "when", "action"}
-_WHEN_KEYS = {"group", "to", "from"}
 
 
 @dataclass(frozen=True)
@@ -79,15 +75,15 @@ class CampaignRules:
 def load_campaigns(path: str | Path | None = None) -> CampaignRules:
     """The campaign rules: the shipped default, or the user file at ``path`` instead of it.
 
-    A bad file raises :class:`~custpulse.errors.ConfigError` with one sentence naming the file
-    and the problem (unreadable, not YAML, missing or unknown keys, share outside ``[0, 1)``,
-    duplicate trigger names, unknown segment group).
+    A bad file raises :class:`~custpulse.errors.ConfigError` with one sentence naming the file,
+    the place in it and the problem (unreadable, not YAML, missing or unknown keys, share outside
+    ``[0, 1)``, duplicate trigger names, unknown segment group; see
+    :class:`~custpulse.schemas.config_models.CampaignsYaml`).
     """
-    if path is None:
-        origin = "custpulse/schemas/campaigns/default.yaml (shipped default)"
-        return _build(parse_yaml(shipped_text("campaigns", "default.yaml"), origin, _fail),
-                      origin)
-    return _build(read_user_yaml(path, _fail), str(path))
+    data, origin = read_yaml(path, ("campaigns", "default.yaml"), _fail)
+    spec = validate(CampaignsYaml, data, origin, _fail)
+    return CampaignRules(version=spec.version, holdout_share=float(spec.holdout_share),
+                         triggers=tuple(_trigger(trigger) for trigger in spec.triggers))
 
 
 def in_holdout(user_id: str, campaign: str, share: float) -> bool:
@@ -141,7 +137,7 @@ def campaign_triggers(rules: CampaignRules, alert: Mapping[str, Any]) -> list[di
     return messages
 
 
-# --- loading and validation ---------------------------------------------------------------
+# --- loading -----------------------------------------------------------------------------
 
 
 def _fail(origin: str, problem: str) -> ConfigError:
@@ -150,79 +146,7 @@ def _fail(origin: str, problem: str) -> ConfigError:
     )
 
 
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _keys(data: Mapping[str, Any], allowed: set[str], where: str, origin: str) -> None:
-    unknown = sorted(str(k) for k in data if k not in allowed)
-    if unknown:
-        raise _fail(origin, f"has unknown key {unknown[0]!r} in {where}")
-
-
-def _build(data: Any, origin: str) -> CampaignRules:
-    if not isinstance(data, dict):
-        raise _fail(origin, "must be a YAML mapping at the top level")
-    _keys(data, _TOP_KEYS, "the top level", origin)
-    for key in sorted(_TOP_KEYS):
-        if key not in data:
-            raise _fail(origin, f"is missing the top-level key {key!r}")
-    version = data["version"]
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise _fail(origin, "must have a positive integer version")
-    share = data["holdout_share"]
-    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
-        raise _fail(origin, "must have a holdout_share of at least 0 and below 1")
-    if not isinstance(data["triggers"], list):
-        raise _fail(origin, "must have a list of triggers")
-    triggers: list[Trigger] = []
-    for index, raw in enumerate(data["triggers"], start=1):
-        trig = _trigger(raw, f"trigger {index}", origin)
-        if any(t.name == trig.name for t in triggers):
-            raise _fail(origin, f"has two triggers named {trig.name!r}")
-        triggers.append(trig)
-    return CampaignRules(version=version, holdout_share=float(share), triggers=tuple(triggers))
-
-
-def _trigger(raw: Any, where: str, origin: str) -> Trigger:
-    if not isinstance(raw, dict):
-        raise _fail(origin, f"has a {where} that is not a mapping")
-    if _text(raw.get("name")):
-        where = f"trigger {raw['name']!r}"
-    _keys(raw, _TRIGGER_KEYS, where, origin)
-    for key in ("name", "when", "action"):
-        if key not in raw:
-            raise _fail(origin, f"is missing {key!r} in {where}")
-    if not _text(raw["name"]):
-        raise _fail(origin, f"needs a non-empty text name in {where}")
-    when, action = raw["when"], raw["action"]
-    if not isinstance(when, dict):
-        raise _fail(origin, f"needs a mapping for 'when' in {where}")
-    _keys(when, _WHEN_KEYS, f"'when' of {where}", origin)
-    for key in ("group", "to"):
-        if not _text(when.get(key)):
-            raise _fail(origin, f"is missing a text 'when.{key}' in {where}")
-    group = when["group"]
-    if group not in GROUPS and not (group.startswith(TAG_PREFIX) and group[len(TAG_PREFIX) :]):
-        raise _fail(
-            origin, f"has unknown group {group!r} in {where} (use value, activity or tag:<name>)"
-        )
-    from_ = when.get("from")
-    if from_ is not None:
-        if not isinstance(from_, list) or not from_ or not all(_text(v) for v in from_):
-            raise _fail(origin, f"needs 'when.from' to be a non-empty list of segments in {where}")
-        from_ = tuple(from_)
-    if not isinstance(action, dict):
-        raise _fail(origin, f"needs a mapping for 'action' in {where}")
-    for key in ACTION_REQUIRED:
-        if not _text(action.get(key)):
-            raise _fail(origin, f"is missing a text 'action.{key}' in {where}")
-    if "description" in action and not isinstance(action["description"], str):
-        raise _fail(origin, f"needs a text 'action.description' in {where}")
-    try:
-        json.dumps(action, allow_nan=False)
-    except (TypeError, ValueError):
-        raise _fail(
-            origin, f"has an 'action' value that is not plain JSON data in {where}"
-        ) from None
-    return Trigger(name=raw["name"], group=group, to=when["to"], from_=from_, action=dict(action))
+def _trigger(spec: TriggerYaml) -> Trigger:
+    when = spec.when
+    from_ = None if when.from_ is None else tuple(when.from_)
+    return Trigger(spec.name, when.group, when.to, from_, spec.action.as_written)

@@ -43,19 +43,19 @@ from pathlib import Path
 from typing import Any
 
 from custpulse.errors import ConfigError
+from custpulse.schemas.config_models import (
+    CLASSES,
+    EXTRA,
+    SOURCES,
+    MappingFileYaml,
+    NestedKeyYaml,
+    SectionYaml,
+    SourcesYaml,
+    validate,
+)
+from custpulse.schemas.config_models import TYPES as TYPES  # re-exported: the file's vocabulary
 from custpulse.schemas.times import AMBIGUOUS, TIME_FORMATS, read_time
-from custpulse.schemas.yamlfiles import parse_yaml, read_user_yaml, shipped_text
-
-SOURCES = ("customers", "behavior", "orders", "tickets")
-TYPES = ("string", "decimal", "integer", "boolean", "time", "list", "json")
-"""Type names a mapping may give a canonical field."""
-
-CLASSES = ("identifier", "personal", "categorical", "numeric", "time", "free_text", "records")
-"""Data classes a mapping gives a field: what of its value may leave ingest (docs/contract.md,
-"Personal data policy"). ``identifier``: an id of a thing (tokenized if it holds personal data);
-``personal``: display mask plus keyed token; ``categorical``: a category, scrubbed; ``numeric``;
-``time``; ``free_text``: carried scrubbed (only fields declared so); ``records``: a list of
-objects whose declared keys (``nested``) are carried by their own classes, the rest dropped."""
+from custpulse.schemas.yamlfiles import read_user_yaml, read_yaml
 
 _CLASS_TYPES: dict[str, tuple[str, ...]] = {
     "identifier": ("string",),
@@ -69,15 +69,6 @@ _CLASS_TYPES: dict[str, tuple[str, ...]] = {
 _IMPLIED_CLASS = {"time": "time", "decimal": "numeric", "integer": "numeric",
                   "boolean": "categorical"}
 """The class of a field whose type says it all; string, list and json fields must declare one."""
-_NESTED_CLASSES = ("identifier", "personal", "categorical", "numeric", "free_text")
-
-EXTRA = "extra"
-"""Key of the standardized output that holds the fields no alias matched (never dropped)."""
-
-_SECTION_KEYS = ("version", "source", "fields", "types", "values", "time_formats", "identity",
-                 "classes", "nested")
-_IDENTITY_KEYS = ("key", "state")
-_CANONICAL_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _MAX_NUMBER_TEXT = 64  # longer "numbers" are not numbers we accept
 _INT_LIMIT = 2**63  # integers must fit a signed 64-bit field downstream
 
@@ -205,22 +196,20 @@ def load_mapping(source: str, path: str | Path | None = None) -> FieldMapping:
     User aliases, types and value maps add to or override the default ones. A user file holds
     one source (top-level ``source:``; may be omitted here) or several (top-level keys
     ``customers``/``behavior``/``orders``/``tickets``). A bad file raises
-    :class:`~custpulse.errors.ConfigError` naming the file and the problem.
+    :class:`~custpulse.errors.ConfigError` naming the file, the place in it and the problem
+    (what a file may say: :class:`~custpulse.schemas.config_models.MappingFileYaml`).
     """
     if source not in SOURCES:
         raise ConfigError(f"Unknown source {source!r}: use one of {', '.join(SOURCES)}.")
     user = None
     if path is not None:
-        origin = str(path)
-        user = _user_sections(_read_user_file(Path(path)), origin, expected=source).get(source)
+        user = _user_sections(path, expected=source).get(source)
     return _build(source, _default_section(source), user)
 
 
 def load_mappings(path: str | Path | None = None) -> dict[str, FieldMapping]:
     """The mappings of all four sources, the user file at ``path`` (if any) merged over them."""
-    sections: dict[str, tuple[dict[str, Any], str]] = {}
-    if path is not None:
-        sections = _user_sections(_read_user_file(Path(path)), str(path), expected=None)
+    sections = {} if path is None else _user_sections(path, expected=None)
     return {s: _build(s, _default_section(s), sections.get(s)) for s in SOURCES}
 
 
@@ -230,68 +219,38 @@ def _fail(origin: str, problem: str) -> ConfigError:
     )
 
 
-def _read_user_file(path: Path) -> Any:
-    return read_user_yaml(path, _fail)
+_Layer = tuple[SectionYaml, str]
+"""One source's section of a mapping file, validated, with its origin as messages name it."""
 
 
-def _parse_yaml(text: str, origin: str) -> Any:
-    return parse_yaml(text, origin, _fail)
-
-
-def _default_text(source: str) -> str:
-    return shipped_text("mappings", f"{source}.yaml")
-
-
-def _default_section(source: str) -> tuple[dict[str, Any], str]:
-    origin = f"custpulse/schemas/mappings/{source}.yaml (shipped default)"
-    data = _parse_yaml(_default_text(source), origin)
-    if not isinstance(data, dict):
-        raise _fail(origin, "must be a YAML mapping at the top level")
-    if data.get("source") != source:
+def _default_section(source: str) -> _Layer:
+    data, origin = read_yaml(None, ("mappings", f"{source}.yaml"), _fail)
+    section = validate(SectionYaml, data, origin, _fail)
+    if section.source != source:
         raise _fail(origin, f"must say source: {source}")
-    return data, origin
+    return section, origin
 
 
-def _user_sections(
-    data: Any, origin: str, expected: str | None
-) -> dict[str, tuple[dict[str, Any], str]]:
-    """Split a user file into per-source sections (each still unvalidated, with its origin)."""
-    if data is None:
-        raise _fail(origin, "is empty")
-    if not isinstance(data, dict):
-        raise _fail(origin, "must be a YAML mapping at the top level")
-    named = [key for key in data if key in SOURCES]
-    if not named:  # one source
-        source = data.get("source", expected)
-        if source is None:
-            raise _fail(origin, f"must say which source it maps (source: one of {_list(SOURCES)})")
-        if source not in SOURCES:
-            raise _fail(
-                origin, f"names the unknown source {_show(source)} (use one of {_list(SOURCES)})"
-            )
-        if expected is not None and source != expected:
-            raise _fail(origin, f"is a mapping for {source}, not for {expected}")
-        return {source: (data, origin)}
-    others = [key for key in data if key not in SOURCES and key != "version"]
-    if others:
-        raise _fail(
-            origin,
-            f"mixes source sections with the key(s) {_list(others)} (a file with several sources "
-            f"holds only the keys {_list(SOURCES)})",
-        )
-    sections = {}
-    for source in named:
-        section = data[source]
-        if section is None:
-            section = {}
-        if not isinstance(section, dict):
-            raise _fail(origin, f"has its {source} section not as a mapping")
-        if section.get("source", source) != source:
-            raise _fail(origin, f"has its {source} section say source: {_show(section['source'])}")
-        if "version" in data and "version" not in section:
-            section = {**section, "version": data["version"]}
-        sections[source] = (section, f"{origin} ({source} section)")
-    return sections
+def _user_sections(path: str | Path, expected: str | None) -> dict[str, _Layer]:
+    """A user file's per-source sections, validated, each with its origin; a section without a
+    version of its own takes the file's."""
+    origin = str(path)
+    spec = validate(MappingFileYaml, read_user_yaml(path, _fail), origin, _fail).root
+    if isinstance(spec, SourcesYaml):
+        sections: dict[str, _Layer] = {}
+        for source in SOURCES:
+            if source in spec.model_fields_set:
+                section = getattr(spec, source) or SectionYaml()
+                if section.version is None and spec.version is not None:
+                    section = section.model_copy(update={"version": spec.version})
+                sections[source] = (section, f"{origin} ({source} section)")
+        return sections
+    source = spec.source if "source" in spec.model_fields_set else expected
+    if source is None:
+        raise _fail(origin, f"must say which source it maps (source: one of {_list(SOURCES)})")
+    if expected is not None and source != expected:
+        raise _fail(origin, f"is a mapping for {source}, not for {expected}")
+    return {source: (spec, origin)}
 
 
 def _show(value: object) -> str:
@@ -303,172 +262,16 @@ def _list(names: Iterable[object]) -> str:
     return ", ".join(str(n) for n in names)
 
 
-@dataclass
-class _Section:
-    version: int | None
-    fields: dict[str, list[str]]
-    types: dict[str, str]
-    values: dict[str, dict[str, str]]
-    time_formats: dict[str, str]
-    identity: dict[str, tuple[str, ...]]
-    classes: dict[str, str] = field(default_factory=dict)
-    nested: dict[str, dict[str, tuple[str, list[str]]]] = field(default_factory=dict)
-
-
-def _scalar_text(value: object, origin: str, what: str) -> str:
-    """A YAML key or list entry as text; YAML booleans are refused (they were meant as text)."""
-    if isinstance(value, bool):
-        raise _fail(origin, f"has the YAML boolean {value} as {what}; quote it")
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise _fail(origin, f"has a {type(value).__name__} where {what} should be text")
-
-
-def _canonical_name(value: object, origin: str, where: str) -> str:
-    if not isinstance(value, str) or not _CANONICAL_NAME.fullmatch(value):
-        raise _fail(
-            origin,
-            f"has the field name {_show(value)} under {where} (canonical names are lowercase "
-            "ASCII snake_case)",
-        )
-    if value == EXTRA:
-        raise _fail(origin, f"uses the reserved name '{EXTRA}' as a field under {where}")
-    return value
-
-
-def _parse_section(data: dict[str, Any], origin: str) -> _Section:
-    unknown = [key for key in data if key not in _SECTION_KEYS]
-    if unknown:
-        raise _fail(
-            origin,
-            f"has the unknown key(s) {_list(map(_show, unknown))} "
-            f"(allowed: {_list(_SECTION_KEYS)})",
-        )
-    version = data.get("version")
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or version < 1
-    ):
-        raise _fail(origin, "has a version that is not a positive whole number")
-    fields: dict[str, list[str]] = {}
-    for name, aliases in _mapping_of(data, "fields", origin).items():
-        canon = _canonical_name(name, origin, "fields")
-        if aliases is None:
-            aliases = []
-        elif isinstance(aliases, str):
-            aliases = [aliases]
-        if not isinstance(aliases, list):
-            raise _fail(origin, f"gives field {canon} aliases that are not a list")
-        fields[canon] = [_scalar_text(a, origin, f"an alias of {canon}") for a in aliases]
-    types: dict[str, str] = {}
-    for name, kind in _mapping_of(data, "types", origin).items():
-        canon = _canonical_name(name, origin, "types")
-        if kind not in TYPES:
-            raise _fail(
-                origin,
-                f"gives field {canon} the unknown type {_show(kind)} (use one of {_list(TYPES)})",
-            )
-        types[canon] = kind
-    values: dict[str, dict[str, str]] = {}
-    for name, table in _mapping_of(data, "values", origin).items():
-        canon = _canonical_name(name, origin, "values")
-        if table is None:
-            table = {}
-        if not isinstance(table, dict):
-            raise _fail(origin, f"has a value map for {canon} that is not a mapping")
-        values[canon] = {
-            _scalar_text(k, origin, f"a value of {canon}"): _scalar_text(
-                v, origin, f"a canonical value of {canon}"
-            )
-            for k, v in table.items()
-        }
-    time_formats = _choices(data, "time_formats", TIME_FORMATS, "time format", origin)
-    identity: dict[str, tuple[str, ...]] = {}
-    declared = _mapping_of(data, "identity", origin)
-    unknown = [key for key in declared if key not in _IDENTITY_KEYS]
-    if unknown:
-        raise _fail(
-            origin,
-            f"has the unknown identity key(s) {_list(map(_show, unknown))} "
-            f"(allowed: {_list(_IDENTITY_KEYS)})",
-        )
-    for part in _IDENTITY_KEYS:
-        if part not in declared:
-            continue
-        names = declared[part] or []
-        if isinstance(names, str):
-            names = [names]
-        if not isinstance(names, list):
-            raise _fail(origin, f"has an identity {part} that is not a list of field names")
-        identity[part] = tuple(_canonical_name(n, origin, f"identity {part}") for n in names)
-    classes = _choices(data, "classes", CLASSES, "class", origin)
-    nested: dict[str, dict[str, tuple[str, list[str]]]] = {}
-    for name, keys in _mapping_of(data, "nested", origin).items():
-        canon = _canonical_name(name, origin, "nested")
-        if not isinstance(keys, dict):
-            raise _fail(origin, f"has nested keys of {canon} that are not a mapping")
-        spec: dict[str, tuple[str, list[str]]] = {}
-        for key, entry in keys.items():
-            sub = _canonical_name(key, origin, f"nested {canon}")
-            if not isinstance(entry, dict) or entry.get("class") not in _NESTED_CLASSES:
-                raise _fail(
-                    origin,
-                    f"gives the nested key {canon}.{sub} no valid class (write "
-                    f"{{class: one of {_list(_NESTED_CLASSES)}, aliases: [...]}})",
-                )
-            aliases = entry.get("aliases") or []
-            if isinstance(aliases, str):
-                aliases = [aliases]
-            if not isinstance(aliases, list):
-                raise _fail(
-                    origin, f"gives the nested key {canon}.{sub} aliases that are not a list")
-            spec[sub] = (entry["class"],
-                         [_scalar_text(a, origin, f"an alias of {canon}.{sub}") for a in aliases])
-        nested[canon] = spec
-    return _Section(version, fields, types, values, time_formats, identity, classes, nested)
-
-
-def _choices(data: dict[str, Any], section: str, allowed: Any, what: str,
-             origin: str) -> dict[str, str]:
-    """A section mapping fields to one of ``allowed`` (``time_formats:``, ``classes:``), by
-    canonical field name; an unknown choice is refused in one sentence."""
-    out: dict[str, str] = {}
-    for name, choice in _mapping_of(data, section, origin).items():
-        canon = _canonical_name(name, origin, section)
-        if choice not in allowed:
-            raise _fail(
-                origin,
-                f"gives field {canon} the unknown {what} {_show(choice)} "
-                f"(use one of {_list(allowed)})",
-            )
-        out[canon] = choice
-    return out
-
-
-def _mapping_of(data: dict[str, Any], key: str, origin: str) -> dict[Any, Any]:
-    value = data.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _fail(origin, f"has a '{key}' entry that is not a mapping")
-    return value
-
-
-def _build(
-    source: str,
-    default: tuple[dict[str, Any], str],
-    user: tuple[dict[str, Any], str] | None,
-) -> FieldMapping:
+def _build(source: str, default: _Layer, user: _Layer | None) -> FieldMapping:
     """Merge the user section (if any) over the default one and check the result."""
-    layers = [(_parse_section(*default), default[1])]
-    if user is not None:
-        layers.append((_parse_section(*user), user[1]))
+    layers = [default] if user is None else [default, user]
     fields: dict[str, None] = {}
     types: dict[str, str] = {}
     values: dict[str, dict[str, str]] = {}
     time_formats: dict[str, str] = {}
     identity: dict[str, tuple[str, ...]] = {}
     classes: dict[str, str] = {}
-    nested: dict[str, dict[str, tuple[str, list[str]]]] = {}
+    nested: dict[str, dict[str, NestedKeyYaml]] = {}
     for section, _ in layers:
         fields.update(dict.fromkeys(section.fields))
     aliases: dict[str, str] = {}
@@ -515,7 +318,10 @@ def _build(
         for canon in section.time_formats:
             _declared(canon, fields, origin, source, "gives a time format to")
         time_formats.update(section.time_formats)
-        for part, names in section.identity.items():
+        for part in ("key", "state"):
+            if part not in section.identity.model_fields_set:
+                continue
+            names = tuple(getattr(section.identity, part))
             for canon in names:
                 if canon not in fields:
                     raise _fail(
@@ -593,16 +399,16 @@ def _classes(
     return out
 
 
-def _nested_fields(canon: str, spec: dict[str, tuple[str, list[str]]], origin: str) -> NestedFields:
+def _nested_fields(canon: str, spec: dict[str, NestedKeyYaml], origin: str) -> NestedFields:
     aliases: dict[str, str] = {}
-    for sub, (_, names) in spec.items():
-        for name in [sub, *names]:
+    for sub, declared in spec.items():
+        for name in [sub, *declared.aliases]:
             key = normalize_name(name)
             if aliases.get(key, sub) != sub:
                 raise _fail(origin, f"gives the nested alias {_show(name)} to both "
                                     f"{canon}.{aliases[key]} and {canon}.{sub}")
             aliases[key] = sub
-    return NestedFields(aliases, {sub: cls for sub, (cls, _) in spec.items()})
+    return NestedFields(aliases, {sub: declared.class_ for sub, declared in spec.items()})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Reading custpulse's YAML configuration files (shipped defaults and users' files) with
 one-sentence errors. Each caller passes ``fail(origin, problem) -> ConfigError`` so the message
-names its kind of file ("Mapping file ...", "Tag library ...", "Campaign file ...")."""
+names its kind of file ("Mapping file ...", "Tag library ...", "Campaign file ..."); what a file
+may say is checked by :mod:`custpulse.schemas.config_models`, in the same sentences."""
 
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ def parse_yaml(text: str, origin: str, fail: Fail) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise fail(origin, f"is not valid YAML{where}") from None
+
+
+def read_yaml(path: str | Path | None, shipped: tuple[str, ...], fail: Fail) -> tuple[Any, str]:
+    """A configuration file, parsed, with its origin as messages name it: the user file at
+    ``path``, or (``path`` None) the file ``shipped`` inside ``custpulse/schemas``."""
+    if path is None:
+        origin = f"custpulse/schemas/{'/'.join(shipped)} (shipped default)"
+        return parse_yaml(shipped_text(*shipped), origin, fail), origin
+    return read_user_yaml(path, fail), str(path)
 
 
 def read_user_yaml(path: str | Path, fail: Fail) -> Any:

@@ -319,7 +319,7 @@ GOOD_TRIGGER = """
         ("holdout_share: 0.1\ntriggers: []\n", "'version'"),
         ("version: 0\nholdout_share: 0.1\ntriggers: []\n", "version"),
         ("version: 1\nholdout_share: 0.1\n", "'triggers'"),
-        ("version: 1\nholdout_share: 0.1\ntriggers: {a: 1}\n", "list of triggers"),
+        ("version: 1\nholdout_share: 0.1\ntriggers: {a: 1}\n", "at triggers, which is not a list"),
         ("version: 1\nholdout_share: 0.1\nextra: 1\ntriggers: []\n", "'extra'"),
         ("version: 1\nholdout_share: 0.1\ntriggers:" + GOOD_TRIGGER * 2, "two triggers named"),
         (
@@ -333,11 +333,11 @@ GOOD_TRIGGER = """
         (
             "version: 1\nholdout_share: 0.1\ntriggers:"
             + GOOD_TRIGGER.replace(" campaign: c1,", ""),
-            "action.campaign",
+            "missing the key 'campaign' at triggers[0].action",
         ),
         (
             "version: 1\nholdout_share: 0.1\ntriggers:" + GOOD_TRIGGER.replace("to: potential", ""),
-            "when.to",
+            "missing the key 'to' at triggers[0].when",
         ),
         (
             "version: 1\nholdout_share: 0.1\ntriggers:"

@@ -149,7 +149,7 @@ def test_a_user_mapping_can_declare_the_business_key(tmp_path: Path):
     assert business_key_id("behavior", fields, mapping) is not None
     for text, problem in [
         ("source: orders\nidentity: {key: [nope]}\n", "not a field of orders"),
-        ("source: orders\nidentity: {keys: [order_id]}\n", "unknown identity key"),
+        ("source: orders\nidentity: {keys: [order_id]}\n", "unknown key 'keys' at identity"),
     ]:
         path.write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError, match=problem):

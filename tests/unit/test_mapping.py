@@ -724,7 +724,8 @@ ONE_SENTENCE = re.compile(r"[.!?](?=\s|$)")
         ("source: orders\nfields:\n  extra: [x]\n", "reserved"),
         ("source: orders\nversion: zero\n", "version"),
         ("source: orders\nfields:\n  user_id: {a: b}\n", "not a list"),
-        ("orders:\n  fields: {}\nfields: {}\n", "mixes source sections"),
+        ("orders:\n  fields: {}\nfields: {}\n",  # a file of sections holds only sections
+         "unknown key 'fields' at the top level (allowed: version, customers, behavior, orders"),
         ("orders:\n  source: tickets\n", "say source"),
     ],
 )
@@ -877,7 +878,7 @@ def test_every_field_has_a_class_and_string_fields_must_declare_one(tmp_path):
     with pytest.raises(ConfigError, match="applies only to decimal or integer"):
         load_mapping("customers", path)
     path = write(tmp_path, "source: orders\nnested:\n  items:\n    receiver: {aliases: [收货人]}\n")
-    with pytest.raises(ConfigError, match="nested key items.receiver no valid class"):
+    with pytest.raises(ConfigError, match=r"missing the key 'class' at nested\.items\.receiver"):
         load_mapping("orders", path)
 
 
