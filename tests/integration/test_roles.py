@@ -21,7 +21,6 @@ from .conftest import WorkerProcess, run_cli, wait_drained
 from .kafka_read import read_events, read_topic, table_from_changelog
 from .test_profiles import expected, load
 
-
 CUSTOMERS = 80
 
 
