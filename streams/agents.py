@@ -36,7 +36,12 @@ from custpulse.settings import Settings
 from custpulse.state.deadlines import DeadlineIndex
 from custpulse.state.delivery import Delivery
 from custpulse.state.redis_client import connect
-from custpulse.state.redis_mirror import ProfileWrite, profile_fields, write_profiles
+from custpulse.state.redis_mirror import (
+    MirrorCache,
+    ProfileWrite,
+    profile_fields,
+    write_profiles,
+)
 from custpulse.state.tables import ProfileStore, profiles_table
 from custpulse.streams.clock_feed import ClockFeed
 from custpulse.streams.exact_offsets import AHEAD, BEHIND, ExactOffsetsConsumer, LogOrder
@@ -101,6 +106,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     clock = new_clock(settings)
     deadlines = DeadlineIndex()
     ops = OpsMonitor()
+    mirrored = MirrorCache()  # what this worker last wrote to Redis: only changes are sent
     folded: dict[int, int] = {}  # per events partition: the offset after the last one folded
     waiting_since: dict[int, float] = {}  # per partition: since when its due ticks wait
 
@@ -146,7 +152,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             ProfileWrite(user_id, m.version, profile_fields(m.counts, m.updated_at, m.view),
                          m.alerts)
             for mirrors in rounds for user_id, m in mirrors.items()
-        ], settings)
+        ], settings, mirrored)
         # straight to the app's producer (the topics are declared above): Faust's per-message
         # send machinery costs more than the alert itself, and a backfill announces many
         producer = app.producer
