@@ -115,9 +115,24 @@ def env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+DEPLOYMENTS = {"one": ("all",), "two": ("ingest", "fold")}
+"""A worker deployment on this machine: one process (ingest and fold) or two (one per core)."""
+
+
+def start_workers(settings: Settings, log: Path, deployment: str) -> list[Any]:
+    """The processes of ``deployment``, each logging to ``<log>-<role>.log``, once ready."""
+    procs = []
+    for role in DEPLOYMENTS[deployment]:
+        path = log.with_name(f"{log.stem}-{role}.log")
+        procs.append((start_worker(settings, path, role), path))
+    for proc, path in procs:
+        wait_ready(path, proc)
+    return [proc for proc, _ in procs]
+
+
+def start_worker(settings: Settings, log: Path, role: str = "all") -> subprocess.Popen[bytes]:
     cli = str(Path(sys.executable).with_name("custpulse"))
-    command = [cli, "worker", "--log-level", "info"]
+    command = [cli, "worker", "--log-level", "info", "--role", role]
     if os.environ.get("BENCH_PROFILE"):  # cProfile of the worker, written when it stops
         command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], *command]
     with log.open("wb") as out:
@@ -261,18 +276,18 @@ async def read_topic(settings: Settings, topic: str) -> list[Any]:
     return out
 
 
-def backfill(tag: str, log: Path) -> dict[str, Any]:
-    """The backfill scenario (see the module doc)."""
+def backfill(tag: str, log: Path, deployment: str = "one") -> dict[str, Any]:
+    """The backfill scenario (see the module doc) on one worker deployment."""
+    tag = f"{tag}{deployment}"
     settings = load_settings(topic_prefix=f"{tag}bf.", app_id=f"custpulse-{tag}bf",
                              redis_prefix=f"{tag}bf:")
     path = ROOT / ".stack" / "bench-backfill-orders.csv"
     rows, customers = write_history(path)
     client = redis.Redis.from_url(settings.redis_url)
-    worker = None
+    workers: list[Any] = []
     try:
         ensure_topics(settings)
-        worker = start_worker(settings, log)
-        wait_ready(log, worker)
+        workers = start_workers(settings, log, deployment)
         cli = str(Path(sys.executable).with_name("custpulse"))
         t0 = time.perf_counter()
         subprocess.run([cli, "import", "orders", str(path), "--no-progress"],  # noqa: S603
@@ -316,7 +331,7 @@ def backfill(tag: str, log: Path) -> dict[str, Any]:
         all_bytes = sum(b or 0 for b in pipe.execute())
     finally:
         client.close()
-        if worker is not None:
+        for worker in workers:
             stop_worker(worker)
         cleanup(settings)
     return {
@@ -338,6 +353,26 @@ def backfill(tag: str, log: Path) -> dict[str, Any]:
     }
 
 
+def import_alone(tag: str) -> dict[str, Any]:
+    """``custpulse import`` of the backfill CSV with no worker running: the import rate alone."""
+    settings = load_settings(topic_prefix=f"{tag}imp.", app_id=f"custpulse-{tag}imp",
+                             redis_prefix=f"{tag}imp:")
+    path = ROOT / ".stack" / "bench-backfill-orders.csv"
+    rows, _ = write_history(path)
+    cli = str(Path(sys.executable).with_name("custpulse"))
+    try:
+        ensure_topics(settings)
+        t0 = time.perf_counter()
+        subprocess.run([cli, "import", "orders", str(path), "--no-progress"],  # noqa: S603
+                       env=env_for(settings), check=True, timeout=TIMEOUT_S,
+                       stdout=subprocess.DEVNULL)
+        took = time.perf_counter() - t0
+    finally:
+        cleanup(settings)
+    return {"import_alone_rows": rows, "import_alone_s": round(took, 2),
+            "import_alone_rows_per_s": round(rows / took)}
+
+
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
     worker.send_signal(signal.SIGTERM)
     try:
@@ -349,9 +384,11 @@ def stop_worker(worker: subprocess.Popen[bytes]) -> None:
 def main() -> int:
     tag = "bench" + uuid.uuid4().hex[:6]
     if os.environ.get("BENCH_ONLY") == "backfill":  # iterate on the backfill alone
-        result = backfill(tag, ROOT / ".stack" / "logs" / "bench-backfill-worker.log")
-        for key, value in result.items():
-            print(f"{key:<40}  {value}")
+        for deployment in DEPLOYMENTS:
+            result = backfill(tag, ROOT / ".stack" / "logs" / "bench-backfill-worker.log",
+                              deployment)
+            for key, value in result.items():
+                print(f"{deployment:<4} {key:<40}  {value}")
         return 0
     base = load_settings(topic_prefix=f"{tag}.", app_id=f"custpulse-{tag}", redis_prefix=f"{tag}:")
     raw_settings = load_settings(topic_prefix=f"{tag}raw.", app_id=f"custpulse-{tag}raw",
@@ -361,45 +398,57 @@ def main() -> int:
     print(f"bench: {n} events ({CUSTOMERS} customers, {MONTHS} months), loopback Kafka + Redis")
     log = ROOT / ".stack" / "logs" / "bench-worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    worker = None
-    latencies: dict[float, list[float]] = {}
+    result: dict[str, Any] = {"events": n}
     try:
         ensure_topics(raw_settings)
         raw_items = [(raw_settings.topic(t.split(".", 1)[1]), k, r) for t, k, r in items]
         produce_s = asyncio.run(produce(raw_settings, raw_items))
         raw_s = asyncio.run(raw_consume(raw_settings, n))
-        ensure_topics(base)
-        worker = start_worker(base, log)
-        wait_ready(log, worker)
-        t0 = time.perf_counter()
-        asyncio.run(produce(base, items))
-        t1 = wait_drained(base)
-        e2e_s = t1 - t0
-        for rate in LAT_RATES:
-            print(f"bench: latency at {rate:.0f} events/s for {LAT_SECONDS:.0f} s")
-            latencies[rate] = asyncio.run(latency(base, rate, LAT_SECONDS, f"{rate:.0f}"))
-            wait_drained(base)
     finally:
-        if worker is not None:
-            stop_worker(worker)
-        cleanup(base)
         cleanup(raw_settings)
-    result: dict[str, Any] = {
-        "events": n,
-        "producer_events_per_s": round(n / produce_s),
-        "raw_aiokafka_consume_events_per_s": round(n / raw_s),
-        "end_to_end_events_per_s": round(n / e2e_s),
-        "ratio_end_to_end_to_raw": round((n / e2e_s) / (n / raw_s), 4),
-    }
-    for rate, samples in latencies.items():
-        key = f"latency_{rate:.0f}_per_s"
-        result[f"{key}_sent"] = int(rate * LAT_SECONDS)
-        result[f"{key}_samples"] = len(samples)
-        result[f"{key}_p50_ms"] = round(statistics.median(samples) * 1000, 1) if samples else None
-        result[f"{key}_p99_ms"] = round(pct(samples, 0.99) * 1000, 1) if samples else None
+    result["producer_events_per_s"] = round(n / produce_s)
+    result["raw_aiokafka_consume_events_per_s"] = round(n / raw_s)
+    for deployment, roles in DEPLOYMENTS.items():
+        print(f"bench: end to end, {len(roles)} worker process(es): {', '.join(roles)}")
+        settings = load_settings(topic_prefix=f"{tag}{deployment}.",
+                                 app_id=f"custpulse-{tag}{deployment}",
+                                 redis_prefix=f"{tag}{deployment}:")
+        dep_items = [(settings.topic(t.split(".", 1)[1]), k, r) for t, k, r in items]
+        workers: list[Any] = []
+        latencies: dict[float, list[float]] = {}
+        try:
+            ensure_topics(settings)
+            workers = start_workers(settings, log, deployment)
+            t0 = time.perf_counter()
+            asyncio.run(produce(settings, dep_items))
+            e2e_s = wait_drained(settings) - t0
+            for rate in LAT_RATES:
+                print(f"bench: latency at {rate:.0f} events/s for {LAT_SECONDS:.0f} s")
+                latencies[rate] = asyncio.run(latency(settings, rate, LAT_SECONDS,
+                                                      f"{rate:.0f}"))
+                wait_drained(settings)
+        finally:
+            for worker in workers:
+                stop_worker(worker)
+            cleanup(settings)
+        result[f"{deployment}_end_to_end_events_per_s"] = round(n / e2e_s)
+        result[f"{deployment}_ratio_end_to_end_to_raw"] = round((n / e2e_s) / (n / raw_s), 4)
+        for rate, samples in latencies.items():
+            key = f"{deployment}_latency_{rate:.0f}_per_s"
+            result[f"{key}_sent"] = int(rate * LAT_SECONDS)
+            result[f"{key}_samples"] = len(samples)
+            result[f"{key}_p50_ms"] = (round(statistics.median(samples) * 1000, 1)
+                                       if samples else None)
+            result[f"{key}_p99_ms"] = round(pct(samples, 0.99) * 1000, 1) if samples else None
     result["latency_measures"] = "produce -> first segment-change alert on the topic"
-    print(f"bench: backfill of {BACKFILL_CUSTOMERS} customers over {BACKFILL_MONTHS} months")
-    result.update(backfill(tag, ROOT / ".stack" / "logs" / "bench-backfill-worker.log"))
+    result.update(import_alone(tag))
+    result["deployments"] = {d: list(r) for d, r in DEPLOYMENTS.items()}
+    for deployment in DEPLOYMENTS:
+        print(f"bench: backfill of {BACKFILL_CUSTOMERS} customers over {BACKFILL_MONTHS} "
+              f"months, deployment {deployment}")
+        part = backfill(tag, ROOT / ".stack" / "logs" / "bench-backfill-worker.log", deployment)
+        result.update({(k if k.startswith(("table_", "redis_")) and deployment == "one"
+                        else f"{deployment}_{k}"): v for k, v in part.items()})
     result["at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
