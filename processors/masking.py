@@ -281,11 +281,16 @@ _SURNAMES = (
 _NAME_AFTER_CUE = re.compile(_NAME_AFTER_CUE_TEXT.replace("SURNAMES", _SURNAMES))
 _NAME_TITLED = re.compile(
     rf"([{_SURNAMES}][\u4e00-\u9fff]{{0,2}}?)\s?[(（]?(先生|女士|小姐|老师|老師|经理|經理)")
+# Words after which a sentence may go on with a name (另外王伟来电): a name glued to a verb
+# after it counts there as at the start of a phrase.
+_CONNECTIVES = "|".join(f"(?<={w})" for w in (
+    "另外", "还有", "還有", "而且", "并且", "並且", "以及", "同时", "同時", "然后", "然後", "后来",
+    "後來", "今天", "昨天", "刚才", "剛才", "随后", "隨後", "此外", "其中"))
 # A surname-led name glued to a cue before it (客户李娜) or to a verb after it (李娜来电).
 _NAME_GLUED = re.compile(
     rf"(客户|客戶|顾客|顧客|用户|用戶|联系人|收货人|持卡人|业主|患者|学员)([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
     r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访|下单|退货|的|已|在|于|[，。,.;；:：、!！?？)）\s]|$)"
-    rf"|(?<![\u4e00-\u9fff])([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
+    rf"|(?:(?<![\u4e00-\u9fff])|{_CONNECTIVES})([{_SURNAMES}][\u4e00-\u9fff]{{1,2}}?)"
     r"(?=来电|致电|反映|反馈|投诉|表示|称|说|要求|咨询|来访)"
 )
 _NAME_BEFORE_TITLE = re.compile(

@@ -461,6 +461,7 @@ def test_phone_tokens_follow_national_number(a: str, b: str) -> None:
     ("raw", "scrubbed"),
     [
         ("客户 李娜 来电", "客户 李* 来电"),
+        ("工单备注：另外王伟来电。", "工单备注：另外王*来电。"),  # a name after a connective
         ("姓名：王芳，电话13800138000", "姓名：王*，电话138****8000"),
         ("我叫欧阳娜娜", "我叫欧阳**"),
         ("张先生已回访，李女士未接", "*先生已回访，*女士未接"),
