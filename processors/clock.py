@@ -37,9 +37,13 @@ from datetime import datetime, timedelta
 
 DEFAULT_IDLE_TIMEOUT = timedelta(seconds=30)
 DEFAULT_STALE_AFTER = timedelta(seconds=10)
-"""A report (see :class:`InputReport`) not refreshed for this long holds the watermark: the
-process that read the input may be gone, and until another one reports, its unread records
-may be earlier than anything else."""
+"""A report (see :class:`InputReport`) not refreshed for this long (by the receiver's clock)
+holds the watermark where it is: the process that read the input may be gone, and until
+another one reports, its unread records may be earlier than anything else."""
+MAX_REPORT_AGE = timedelta(minutes=5)
+"""A report older than this when it is received (by its own ``reported`` time: a record of an
+earlier run read back from the compacted topic) is stale from the start. Hosts' clocks must
+agree to within this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,8 @@ class Watermark:
     stale_after: timedelta = DEFAULT_STALE_AFTER
     _floor: datetime | None = field(default=None, repr=False)
     _lagging: frozenset[str] = field(default=frozenset(), repr=False)
-    _reports: dict[str, InputReport] = field(default_factory=dict, repr=False)
+    _reports: dict[str, tuple[bool, datetime | None]] = field(default_factory=dict, repr=False)
+    """input -> (lagging, when its report was received; None: stale on arrival)."""
 
     def set_lagging(self, inputs: set[str] | frozenset[str]) -> None:
         """The inputs that still have records not yet read (whatever the wall clock says,
@@ -88,22 +93,35 @@ class Watermark:
         return InputReport(known[0] if known else None, known[1] if known else None,
                            lagging, wall)
 
-    def apply(self, input: str, report: InputReport) -> None:
-        """Take another process's report on ``input``. Its time counts like an observed event
-        (never moving the input back); it holds the watermark while it says ``lagging`` or
-        while it is older than ``stale_after`` (as a lagging input does)."""
+    def apply(self, input: str, report: InputReport, received: datetime | None = None) -> None:
+        """Take another process's report on ``input``, received at ``received`` (this
+        process's wall clock; default: the report's own time). The report replaces what was
+        known of the input (a new reader that has acknowledged nothing yet reports no time);
+        the watermark itself never moves back. Its ``seen`` is taken as an age (``reported -
+        seen``), so the sender's clock matters only for :data:`MAX_REPORT_AGE`. While any
+        report is stale (not refreshed for ``stale_after``, or too old on arrival) the
+        watermark holds where it is; a ``lagging`` one holds it like a lagging input."""
+        received = report.reported if received is None else received
+        fresh = received - report.reported <= MAX_REPORT_AGE
         if report.time is not None and report.seen is not None:
-            known = self._inputs.get(input)
-            latest = report.time if known is None or report.time > known[0] else known[0]
-            seen = report.seen if known is None or report.seen > known[1] else known[1]
-            self._inputs[input] = (latest, seen)
-        self._reports[input] = report
+            self._inputs[input] = (report.time, received - (report.reported - report.seen))
+        else:
+            self._inputs.pop(input, None)
+        self._reports[input] = (report.lagging, received if fresh else None)
 
-    def _holding(self, wall: datetime) -> frozenset[str]:
+    def forget(self, input: str) -> None:
+        """Drop ``input`` (retired: its report was deleted)."""
+        self._inputs.pop(input, None)
+        self._reports.pop(input, None)
+
+    def _stale(self, wall: datetime) -> bool:
+        return any(at is None or wall - at > self.stale_after
+                   for _, at in self._reports.values())
+
+    def _holding(self) -> frozenset[str]:
         if not self._reports:
             return self._lagging
-        return self._lagging | {name for name, r in self._reports.items()
-                                if r.lagging or wall - r.reported > self.stale_after}
+        return self._lagging | {name for name, (lagging, _) in self._reports.items() if lagging}
 
     @property
     def latest_event(self) -> datetime | None:
@@ -118,7 +136,9 @@ class Watermark:
     def current(self, wall: datetime) -> datetime | None:
         """The watermark at wall-clock time ``wall`` (aware), or None before any event."""
         candidates = []
-        lagging = self._holding(wall)
+        lagging = self._holding()
+        if self._reports and self._stale(wall):
+            return self._floor  # a reader may be gone: wait for the input's next report
         if any(name not in self._inputs for name in lagging):
             return self._floor  # an input with unread records and no time yet: wait for it
         if self._inputs:

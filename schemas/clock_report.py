@@ -45,7 +45,7 @@ def decode_report(value: bytes | None) -> tuple[str, InputReport] | None:
     version, a foreign writer): the fold then goes on without it."""
     try:
         data: Any = json.loads(value or b"")
-        if not isinstance(data, dict) or data.get("v") != VERSION:
+        if not isinstance(data, dict) or type(data.get("v")) is not int or data["v"] != VERSION:
             return None
         name = data["input"]
         lagging = data["lagging"]
@@ -53,7 +53,7 @@ def decode_report(value: bytes | None) -> tuple[str, InputReport] | None:
             return None
         times = [None if data[k] is None else datetime.fromisoformat(data[k])
                  for k in ("time", "seen", "reported")]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
     time, seen, reported = times
     if reported is None or any(t is not None and t.tzinfo is None for t in times):

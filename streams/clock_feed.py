@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -46,7 +47,9 @@ class ClockFeed(Service):
             fetch_max_wait_ms=50,
         )
         await self._consumer.start()
-        self._consumer.assign([TopicPartition(s.clock_topic, 0)])
+        # one partition as created; every partition if an operator made more (keys spread)
+        partitions = self._consumer.partitions_for_topic(s.clock_topic) or {0}
+        self._consumer.assign([TopicPartition(s.clock_topic, p) for p in sorted(partitions)])
         await self._consumer.seek_to_beginning()
 
     async def on_stop(self) -> None:
@@ -65,11 +68,18 @@ class ClockFeed(Service):
                 log.warning("clock feed read failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(RETRY_DELAY_S)
                 continue
+            received = datetime.now(UTC)
             for messages in batches.values():
                 for message in messages:
+                    if message.value is None and message.key:  # a tombstone retires an input
+                        self.clock.forget(message.key.decode("utf-8", "replace"))
+                        continue
                     decoded = decode_report(message.value)
                     if decoded is None:
                         self.unreadable += 1
+                        if self.unreadable in (1, 100, 10_000):
+                            log.warning("%d unreadable records on %s skipped",
+                                        self.unreadable, self.settings.clock_topic)
                         continue
-                    self.clock.apply(*decoded)
+                    self.clock.apply(*decoded, received=received)
                     self.applied += 1

@@ -11,6 +11,7 @@ in event-time order.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from tqdm import tqdm
 
 from custpulse.errors import InputError
@@ -35,7 +36,7 @@ from custpulse.processors.ingest import excerpt_raw
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.mapping import FieldMapping, load_mapping, load_mappings
 from custpulse.settings import SOURCES, Settings
-from custpulse.streams.admin import ensure_topics
+from custpulse.streams.admin import ensure_topics, kafka_unreachable
 
 _MESSAGES = {
     "not_json": "line is not valid JSON",
@@ -68,12 +69,25 @@ DELIVERY_TIMEOUT_S = 120.0
 """A row the broker has not acknowledged within this long counts as failed."""
 
 
+class _Failure(Exception):
+    """Why one row was not sent (librdkafka's reason, in words)."""
+
+
+_QUIET = logging.getLogger("custpulse.import.kafka")
+"""librdkafka's log lines go here (not to stderr as it is): failures are counted and reported
+in the summary instead."""
+_QUIET.propagate = False
+
+
 class ImportProducer:
     """How the importer talks to Kafka: a confluent-kafka (librdkafka) producer per import run,
     batched (linger :data:`LINGER_MS`, batches up to :data:`BATCH_BYTES`), ``acks=all`` and
-    idempotent (a row counts as sent once every in-sync replica has it; retries neither
-    duplicate nor reorder rows). librdkafka batches and sends on its own threads, so the
-    Python side costs ~13 us per row here against ~26 us with aiokafka (see ``make bench``)."""
+    idempotent (a row counts as sent once every in-sync replica has it; retries keep the order
+    of a partition's rows, and a row sent twice after a timeout counts once downstream, by its
+    id). Keys are placed by murmur2, as Kafka's Java and aiokafka producers place them. A
+    broker that cannot be reached stops the import with one sentence. librdkafka batches and
+    sends on its own threads, so the Python side costs ~13 us per row here against ~26 us with
+    aiokafka (see ``make bench``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -86,38 +100,54 @@ class ImportProducer:
         """Send ``(topic, key, value)`` in order; per send None (acknowledged) or its error.
         ``bar`` (tqdm) advances per send handed to the producer."""
         s = self.settings
+        down: list[str] = []
+
+        def failed(err: Any) -> None:  # librdkafka's own errors: only "no broker" stops us
+            if err.code() == KafkaError._ALL_BROKERS_DOWN:
+                down.append(err.str())
+
         producer = Producer({
             "bootstrap.servers": s.kafka_bootstrap, "client.id": "custpulse-import",
             "acks": "all", "enable.idempotence": True, "linger.ms": LINGER_MS,
             "batch.size": BATCH_BYTES, "message.max.bytes": MAX_REQUEST_BYTES,
+            # the partition of a key as Kafka's Java and aiokafka producers place it (murmur2),
+            # so imported rows sit with the same customer's live rows
+            "partitioner": "murmur2_random",
             "queue.buffering.max.messages": 500_000,
             "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000),
-            "log_level": 3,  # errors only: the summary reports what failed
-        })
-        late = KafkaException("not acknowledged by the broker in time")
+            "error_cb": failed,
+        }, logger=_QUIET)
+        late = _Failure("not acknowledged by the broker in time")
         results: list[BaseException | None] = [late] * len(sends)  # until acknowledged
 
         def delivered(index: int) -> Callable[[Any, Any], None]:
             def done(err: Any, _message: Any) -> None:
-                results[index] = None if err is None else KafkaException(err)
+                results[index] = None if err is None else _Failure(err.str())
             return done
 
         produce = producer.produce
         for index, (topic, key, value) in enumerate(sends):
-            while True:
+            while not down:
                 try:
                     produce(topic, value, key, on_delivery=delivered(index))
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     producer.poll(0.05)
                 except KafkaException as exc:  # refused before sending (e.g. larger than 8 MB)
-                    results[index] = exc
+                    results[index] = _Failure(exc.args[0].str())
                     break
+            if down:
+                break
             if index % 1000 == 999:
                 producer.poll(0)
                 bar.update(1000)
-        bar.update(len(sends) % 1000)
-        producer.flush(DELIVERY_TIMEOUT_S)  # what is still unacknowledged keeps ``late``
+        if not down:
+            bar.update(len(sends) % 1000)
+            producer.flush(DELIVERY_TIMEOUT_S + 5)  # what is still unacknowledged keeps ``late``
+        producer.purge()
+        producer.poll(0)
+        if down:
+            raise kafka_unreachable(s)
         return results
 
 

@@ -220,13 +220,19 @@ class IngestStage(Service):
         reading the report lands behind them."""
         assert self._consumer is not None and self._producer is not None
         self._reported = time.monotonic()
-        wall = datetime.now(UTC)
-        lagging = self._lagging()
-        for tp in self._consumer.assignment():
-            name = f"{tp.topic}:{tp.partition}"
-            key, value = encode_report(name, self.clock.report(name, name in lagging, wall))
-            sent = await self._producer.send(self.settings.clock_topic, value, key=key)
-            sent.add_done_callback(_log_failed_report)
+        try:
+            for tp in self._consumer.assignment():
+                if tp not in self._next:  # nothing read yet: we are at the committed position
+                    self._next[tp] = await self._consumer.position(tp)
+            wall = datetime.now(UTC)
+            lagging = self._lagging()
+            for tp in self._consumer.assignment():
+                name = f"{tp.topic}:{tp.partition}"
+                key, value = encode_report(name, self.clock.report(name, name in lagging, wall))
+                sent = await self._producer.send(self.settings.clock_topic, value, key=key)
+                sent.add_done_callback(_log_failed_report)
+        except KafkaError as exc:  # the next report (CLOCK_REPORT_S later) replaces this one
+            log.warning("clock report not sent (%s)", type(exc).__name__)
 
     def _forget(self, tps: list[Any]) -> None:
         """Drop what is held for ``tps`` (revoked, or about to be re-read from committed

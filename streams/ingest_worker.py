@@ -9,9 +9,11 @@ cores busy.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from custpulse.processors.ops import OpsMonitor
@@ -26,6 +28,8 @@ from custpulse.streams.periodic import (
     ops_records,
     publish_quality,
 )
+
+log = logging.getLogger("custpulse.ingest")
 
 
 class IngestWorker(Service):
@@ -55,4 +59,7 @@ class IngestWorker(Service):
     async def _ops(self) -> None:
         watermark = self.stage.clock.current(datetime.now(UTC))
         for key, value in ops_records(self.ops, watermark, self.metrics):
-            await self.stage.send(self.settings.ops_alerts_topic, key, value)
+            try:
+                await self.stage.send(self.settings.ops_alerts_topic, key, value)
+            except KafkaError as exc:  # one alert lost is logged; the worker goes on
+                log.warning("ops alert not sent (%s)", type(exc).__name__)

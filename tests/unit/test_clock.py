@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from custpulse.processors.clock import Watermark
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from custpulse.processors.clock import InputReport, Watermark
 
 WALL = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -39,11 +42,6 @@ def test_the_watermark_never_moves_back():
 
 # Reports: ingest processes tell fold processes what they know of each input (issue 11).
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from custpulse.processors.clock import InputReport  # noqa: E402
-
 
 def test_reports_of_two_processes_make_one_watermark():
     feed = Watermark(idle_timeout=timedelta(seconds=30))
@@ -58,6 +56,7 @@ def test_a_lagging_or_silent_report_holds_the_watermark():
     feed.apply("behavior:0", InputReport(datetime(2026, 11, 1, tzinfo=UTC), WALL, False, WALL))
     assert feed.current(WALL) is None
     feed.apply("orders:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), WALL, False, WALL))
+    assert feed.current(WALL) == datetime(2026, 6, 1, tzinfo=UTC)
     later = WALL + timedelta(minutes=5)  # both idle, but orders' reader went quiet 5 min ago
     feed.apply("behavior:0", InputReport(datetime(2026, 11, 1, tzinfo=UTC), WALL, False, later))
     assert feed.current(later) == datetime(2026, 6, 1, tzinfo=UTC)  # held by the stale report
@@ -65,9 +64,44 @@ def test_a_lagging_or_silent_report_holds_the_watermark():
     assert feed.current(later) == datetime(2026, 11, 1, tzinfo=UTC)  # fresh: the end of data
 
 
-def test_a_report_never_moves_an_input_back():
+def test_reports_of_an_earlier_run_read_back_at_start_hold_the_watermark():
+    """A replay: the compacted topic still holds the last run's reports (its end of data)."""
+    feed = Watermark(idle_timeout=timedelta(seconds=30))
+    old = WALL - timedelta(days=2)
+    feed.apply("orders:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), old, False, old),
+               received=WALL)
+    assert feed.current(WALL) is None
+    # the new reader reports: nothing acknowledged yet, records unread
+    feed.apply("orders:0", InputReport(None, None, True, WALL), received=WALL)
+    assert feed.current(WALL) is None
+    feed.apply("orders:0", InputReport(datetime(2024, 1, 1, tzinfo=UTC), WALL, True, WALL),
+               received=WALL)
+    assert feed.current(WALL) == datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def test_a_stale_report_holds_in_wall_mode_too_and_a_retired_input_is_forgotten():
+    feed = Watermark(mode="wall", idle_timeout=timedelta(seconds=30))
+    feed.apply("orders:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), WALL, False, WALL))
+    assert feed.current(WALL) == WALL
+    assert feed.current(WALL + timedelta(hours=1)) == WALL  # its reader went quiet: hold
+    feed.forget("orders:0")
+    assert feed.current(WALL + timedelta(hours=1)) == WALL + timedelta(hours=1)
+
+
+def test_the_senders_clock_matters_only_for_the_age_of_seen():
+    """An ingest host 11 s behind: its reports are fresh by the receiver's clock."""
+    feed = Watermark(idle_timeout=timedelta(seconds=30))
+    behind = WALL - timedelta(seconds=11)
+    feed.apply("orders:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), behind, False, behind),
+               received=WALL)
+    feed.apply("empty:0", InputReport(None, None, False, behind), received=WALL)
+    assert feed.current(WALL) == datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def test_a_report_replaces_the_input_but_the_watermark_never_moves_back():
     feed = Watermark()
     feed.apply("a:0", InputReport(datetime(2026, 6, 2, tzinfo=UTC), WALL, False, WALL))
+    assert feed.current(WALL) == datetime(2026, 6, 2, tzinfo=UTC)
     feed.apply("a:0", InputReport(datetime(2026, 6, 1, tzinfo=UTC), WALL, False, WALL))
     assert feed.current(WALL) == datetime(2026, 6, 2, tzinfo=UTC)
 
