@@ -277,7 +277,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{env_name(str(err['loc'][0]) if err['loc'] else '')}: {err['msg']}"
+            f"{env_name(str(err['loc'][0]) if err['loc'] else '')}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigError(

@@ -98,10 +98,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     ops_topic = out_topic(settings.ops_alerts_topic)
     profiles = profiles_table(app, settings)
     store = ProfileStore(profiles)
-    config = ingest_config(settings)
     library = load_library(settings.segments)
     campaigns = load_campaigns(settings.campaigns)
-    quality = QualityTracker(OPTIONAL_FIELDS, NUMERIC_FIELDS)
     # the fold's watermark: every ingest process's reports on <prefix>clock (clock_feed)
     clock = new_clock(settings)
     deadlines = DeadlineIndex()
@@ -116,6 +114,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
 
     if settings.runs_ingest:
         ingest_clock = new_clock(settings)  # what this process reads; reported to the feed
+        config = ingest_config(settings)
+        quality = QualityTracker(OPTIONAL_FIELDS, NUMERIC_FIELDS)
 
         @app.service
         class Ingest(IngestStage):

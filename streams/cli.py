@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(**_overrides(args))
         return _run(args, settings)
     except CustpulseError as exc:
         print(f"custpulse: {exc}", file=sys.stderr)
@@ -122,13 +122,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """Settings the command line gives (they win over the environment)."""
+    if args.command != "worker":
+        return {}
+    return {k: v for k, v in (("mapping", args.mapping), ("role", args.role)) if v}
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         from custpulse.streams.worker import run_worker
 
-        overrides = {k: v for k, v in (("mapping", args.mapping), ("role", args.role)) if v}
-        if overrides:
-            settings = load_settings(**overrides)
         return run_worker(settings, args.log_level)
     if args.command == "import":
         from custpulse.streams.importer import files_in_dir, import_files

@@ -43,7 +43,7 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104
     level = log_level or settings.log_level
     worker: mode.Worker
-    if settings.role == "ingest":  # no Faust: the ingest stage alone (streams/ingest_worker.py)
+    if not settings.runs_fold:  # no Faust: the ingest stage alone (streams/ingest_worker.py)
         service = IngestWorker(settings, create_metrics(REGISTRY))
         worker = mode.Worker(service, loglevel=level, quiet=True)
     else:

@@ -8,7 +8,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 import redis
 
 from custpulse.processors.lifecycle import next_deadline_of
@@ -29,9 +28,8 @@ def passed_deadlines(settings: Settings, watermark: datetime) -> list[str]:
     return [u for u, v in table.items() if (next_deadline_of(v["seg"]) or watermark) < watermark]
 
 
-@pytest.mark.parametrize("roles", [("ingest", "fold")], ids=["two"])
-def test_an_ingest_process_and_a_fold_process_end_exact(
-        settings: Settings, tmp_path: Path, roles: tuple[str, ...]):
+def test_an_ingest_process_and_a_fold_process_end_exact(settings: Settings, tmp_path: Path):
+    roles = ("ingest", "fold")
     data = tmp_path / "gen"
     gen = ("--customers", str(CUSTOMERS), "--months", "13", "--seed", "5", "--end", "2026-10-31")
     assert run_cli(settings, "generate", *gen, "--out", str(data)).returncode == 0
