@@ -1,5 +1,5 @@
-"""``custpulse import``: send CSV or JSON-lines files to their sources' topics (confluent-kafka,
-in batches: linger 5 ms, batches up to 1 MB, ``acks=all``, idempotent).
+"""``custpulse import``: send CSV or JSON-lines files to their sources' topics (aiokafka, in
+batches: linger 5 ms, batches up to 1 MB, ``acks=all``).
 
 Decisions (ids, order, parsing, the merge of several files) are in
 :mod:`custpulse.processors.importing`; this module does the I/O: read bytes, produce keyed by
@@ -10,17 +10,19 @@ in event-time order.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from custpulse.errors import InputError
@@ -65,90 +67,67 @@ class ImportSummary:
 LINGER_MS = 5
 BATCH_BYTES = 1024 * 1024
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
-DELIVERY_TIMEOUT_S = 120.0
-"""A row the broker has not acknowledged within this long counts as failed."""
-
-
-class _Failure(Exception):
-    """Why one row was not sent (librdkafka's reason, in words)."""
-
-
-_QUIET = logging.getLogger("custpulse.import.kafka")
-"""librdkafka's log lines go here (not to stderr as it is): failures are counted and reported
-in the summary instead."""
-_QUIET.propagate = False
 
 
 class ImportProducer:
-    """How the importer talks to Kafka: a confluent-kafka (librdkafka) producer per import run,
-    batched (linger :data:`LINGER_MS`, batches up to :data:`BATCH_BYTES`), ``acks=all`` and
-    idempotent (a row counts as sent once every in-sync replica has it; retries keep the order
-    of a partition's rows, and a row sent twice after a timeout counts once downstream, by its
-    id). Keys are placed by murmur2, as Kafka's Java and aiokafka producers place them. A
-    broker that cannot be reached stops the import with one sentence. librdkafka batches and
-    sends on its own threads, so the Python side costs ~13 us per row here against ~26 us with
-    aiokafka (see ``make bench``)."""
+    """How the importer talks to Kafka: an aiokafka producer per import run, batched (linger
+    :data:`LINGER_MS`, batches up to :data:`BATCH_BYTES`), ``acks=all`` (a row counts as sent
+    once every in-sync replica has it).
+
+    Not librdkafka (confluent-kafka), although its Python side costs half as much per row:
+    it sends one partition per ProduceRequest (confluentinc/librdkafka#1700), so the rows of
+    a multi-file import, sent in event-time order, reach the broker partition after partition,
+    and the ingest stage can read a later row of one source before an earlier one of another
+    (tests/integration/test_real_delivery.py caught it). aiokafka sends every ready partition
+    of a broker in one request."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def close(self, timeout: float | None = None) -> None:
-        """Nothing to release: each run opens and closes its own producer."""
+        """Nothing to release: each run opens and closes its own connection."""
 
-    def send_all(self, sends: list[tuple[str, bytes | None, bytes]],
-                 bar: Any) -> list[BaseException | None]:
+    async def send_all(self, sends: list[tuple[str, bytes | None, bytes]],
+                       bar: Any) -> list[BaseException | None]:
         """Send ``(topic, key, value)`` in order; per send None (acknowledged) or its error.
         ``bar`` (tqdm) advances per send handed to the producer."""
         s = self.settings
-        down: list[str] = []
-
-        def failed(err: Any) -> None:  # librdkafka's own errors: only "no broker" stops us
-            if err.code() == KafkaError._ALL_BROKERS_DOWN:
-                down.append(err.str())
-
-        producer = Producer({
-            "bootstrap.servers": s.kafka_bootstrap, "client.id": "custpulse-import",
-            "acks": "all", "enable.idempotence": True, "linger.ms": LINGER_MS,
-            "batch.size": BATCH_BYTES, "message.max.bytes": MAX_REQUEST_BYTES,
-            # the partition of a key as Kafka's Java and aiokafka producers place it (murmur2),
-            # so imported rows sit with the same customer's live rows
-            "partitioner": "murmur2_random",
-            "queue.buffering.max.messages": 500_000,
-            "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000),
-            "error_cb": failed,
-        }, logger=_QUIET)
-        late = _Failure("not acknowledged by the broker in time")
-        results: list[BaseException | None] = [late] * len(sends)  # until acknowledged
-
-        def delivered(index: int) -> Callable[[Any, Any], None]:
-            def done(err: Any, _message: Any) -> None:
-                results[index] = None if err is None else _Failure(err.str())
-            return done
-
-        produce = producer.produce
-        for index, (topic, key, value) in enumerate(sends):
-            while not down:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, client_id="custpulse-import", acks="all",
+            linger_ms=LINGER_MS, max_batch_size=BATCH_BYTES,
+            max_request_size=MAX_REQUEST_BYTES, compression_type=None,
+        )
+        try:
+            await producer.start()
+        except (KafkaError, OSError) as exc:
+            await producer.stop()
+            raise kafka_unreachable(s) from exc
+        futures: list[Any] = []
+        try:
+            for topic, key, value in sends:
                 try:
-                    produce(topic, value, key, on_delivery=delivered(index))
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    producer.poll(0.05)
-                except KafkaException as exc:  # refused before sending (e.g. larger than 8 MB)
-                    results[index] = _Failure(exc.args[0].str())
-                    break
-            if down:
-                break
-            if index % 1000 == 999:
-                producer.poll(0)
-                bar.update(1000)
-        if not down:
-            bar.update(len(sends) % 1000)
-            producer.flush(DELIVERY_TIMEOUT_S + 5)  # what is still unacknowledged keeps ``late``
-        producer.purge()
-        producer.poll(0)
-        if down:
-            raise kafka_unreachable(s)
-        return results
+                    futures.append(await producer.send(topic, value, key=key))
+                except KafkaError as exc:  # refused before sending (e.g. larger than 8 MB)
+                    futures.append(exc)
+                bar.update(1)
+            await producer.flush()
+            pending = [f for f in futures if not isinstance(f, BaseException)]
+            outcomes = iter(await asyncio.gather(*pending, return_exceptions=True))
+            results = [f if isinstance(f, BaseException) else next(outcomes) for f in futures]
+        finally:
+            await producer.stop()
+        return [r if isinstance(r, BaseException) else None for r in results]
+
+
+def _run(coroutine: Any) -> Any:
+    """Run ``coroutine`` to its end, also when the caller is inside an event loop (a notebook,
+    an async application): then in a thread with its own loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def make_producer(settings: Settings) -> ImportProducer:
@@ -239,7 +218,7 @@ def import_many(
         owners.append((index, False))
     with tqdm(total=len(sends), desc=label, unit="row", disable=not progress,
               file=sys.stderr) as bar:
-        results = producer.send_all(sends, bar)
+        results = _run(producer.send_all(sends, bar))
     for (index, letter), failure in zip(owners, results, strict=True):
         if failure is not None:
             errors[index].append(failure)

@@ -188,3 +188,17 @@ def test_import_without_keyed_ids_sends_the_same_rows(records, source):
             assert f.event_id is not None and ":k:" in f.event_id
 
 
+
+
+def test_the_importers_loop_runner_works_inside_a_running_loop():
+    import asyncio
+
+    from custpulse.streams.importer import _run
+
+    async def answer():
+        return 42
+
+    async def caller():  # e.g. a notebook cell
+        return _run(answer())
+
+    assert _run(answer()) == 42 and asyncio.run(caller()) == 42
