@@ -44,7 +44,7 @@ class ClockFeed(Service):
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap, client_id=f"{s.app_id}-clock",
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=500,  # few fetches: in debug, each one is logged by aiokafka
         )
         await self._consumer.start()
         # one partition as created; every partition if an operator made more (keys spread)
