@@ -115,8 +115,10 @@ def env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
-DEPLOYMENTS = {"one": ("all",), "two": ("ingest", "fold")}
-"""A worker deployment on this machine: one process (ingest and fold) or two (one per core)."""
+DEPLOYMENTS = {name: roles for name, roles in {"one": ("all",), "two": ("ingest", "fold")}.items()
+               if name in os.environ.get("BENCH_DEPLOYMENTS", "one,two").split(",")}
+"""A worker deployment on this machine: one process (ingest and fold) or two (one per core);
+``BENCH_DEPLOYMENTS=two`` measures only the named ones."""
 
 
 def start_workers(settings: Settings, log: Path, deployment: str) -> list[Any]:
