@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ from custpulse.processors.importing import (
     content_hash,
     detect_format,
     file_event_id,
+    merge_by_event_time,
     parse_rows,
     prepare,
     record_key,
@@ -188,6 +190,21 @@ def test_import_without_keyed_ids_sends_the_same_rows(records, source):
             assert f.event_id is not None and ":k:" in f.event_id
 
 
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(
+    st.fixed_dictionaries({"user_id": st.sampled_from(["U1", "U2", ""]),
+                           "order_time": st.sampled_from(["2024-03-01 10:00:00", "2024/3/1 10:00",
+                                                          "2024-03-01T02:00:00Z", "", "昨天"])}),
+    st.just("not json")), max_size=15), st.booleans())
+def test_one_prepared_file_is_sent_in_its_own_order(lines, keep_order):
+    """The importer sends a single file in prepare's order without merging: the merge of one
+    prepared file is that order, with or without ``keep_order``."""
+    data = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    rows = prepare(parse_rows(data.encode(), "jsonl"), MAPPINGS["orders"], SH, keep_order,
+                   secret=SECRET)
+    assert merge_by_event_time([rows], keep_order) == [(0, row) for row in rows]
 
 
 def test_the_importers_loop_runner_works_inside_a_running_loop():
