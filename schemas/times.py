@@ -49,6 +49,7 @@ import re
 import unicodedata
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 from typing import Literal
 
 TimeFormat = Literal["epoch_s", "epoch_ms", "excel_serial", "yyyymmdd"]
@@ -198,6 +199,13 @@ def to_iso(moment: datetime) -> str:
     >>> to_iso(datetime(2024, 3, 15, 2, 30, tzinfo=UTC))
     '2024-03-15T02:30:00.000+00:00'
     """
+    if moment.tzinfo is UTC:  # most of ours: cached (UTC has no fold, equal means the same)
+        return _utc_iso(moment)
     if moment.tzinfo is None:
         raise ValueError("naive datetime: custpulse only writes times with a zone")
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+@lru_cache(maxsize=16_384)
+def _utc_iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")

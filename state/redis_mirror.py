@@ -24,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from custpulse.processors.counting import CountState, total
+from custpulse.schemas import wire
 from custpulse.settings import SOURCES, Settings
 
 log = logging.getLogger("custpulse.redis")
@@ -160,7 +161,7 @@ async def write_profiles(client: Any, items: list[ProfileWrite], settings: Setti
                 slots.append(len(pipe))
                 await script(keys=[profile_key(settings, item.user_id)], args=args, client=pipe)
                 for alert in item.alerts if alerts else ():
-                    pipe.xadd(settings.redis_key("alerts"), {"alert": json.dumps(alert)},
+                    pipe.xadd(settings.redis_key("alerts"), {"alert": wire.dumps(alert)},
                               maxlen=settings.alerts_stream_maxlen, approximate=True)
             results = await pipe.execute()
         except (RedisError, OSError) as exc:

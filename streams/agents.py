@@ -22,6 +22,7 @@ from custpulse.processors.ingest import IngestConfig, Position
 from custpulse.processors.lifecycle import decide, evaluated_at, next_deadline_of
 from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
+from custpulse.schemas import wire
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.envelope import (
     envelopes,
@@ -163,10 +164,10 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 for alert in m.alerts:
                     metrics.segment_changes.labels(alert["group"]).inc()
                     sent.append(await producer.send(settings.segment_changes_topic, key,
-                                                    json.dumps(alert).encode(), None, None, None))
+                                                    wire.dumps(alert), None, None, None))
                     for trigger in campaign_triggers(campaigns, alert):
                         sent.append(await producer.send(
-                            settings.campaign_triggers_topic, key, json.dumps(trigger).encode(),
+                            settings.campaign_triggers_topic, key, wire.dumps(trigger),
                             None, None, None))
         for future in sent:
             await future
