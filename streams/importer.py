@@ -35,6 +35,7 @@ from custpulse.processors.importing import (
     parse_rows,
     prepare,
 )
+from custpulse.schemas import wire
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.mapping import FieldMapping, load_mapping, load_mappings
 from custpulse.settings import SOURCES, Settings
@@ -243,17 +244,20 @@ def import_many(
     for item in inputs:
         if item.source not in SOURCES:
             raise InputError(f"Unknown source {item.source!r}: use one of {', '.join(SOURCES)}.")
-    ensure_topics(settings)
-    mappings = dict(mappings or {})
-    for item in inputs:
-        if item.source not in mappings:
-            mappings[item.source] = load_mapping(item.source, settings.mapping)
-    prepared = [
-        prepare(parse_rows(item.data, item.fmt), mappings[item.source], settings.zone, keep_order,
-                secret=settings.secret_bytes(), secret_version=settings.pii_secret_version,
-                keyed_ids=False)
-        for item in inputs
-    ]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # the topics are checked (and created) on the network while the files are read
+        topics = pool.submit(ensure_topics, settings)
+        mappings = dict(mappings or {})
+        for item in inputs:
+            if item.source not in mappings:
+                mappings[item.source] = load_mapping(item.source, settings.mapping)
+        prepared = [
+            prepare(parse_rows(item.data, item.fmt), mappings[item.source], settings.zone,
+                    keep_order, secret=settings.secret_bytes(),
+                    secret_version=settings.pii_secret_version, keyed_ids=False)
+            for item in inputs
+        ]
+        topics.result()
     # one file: prepare's order already is the send order (the merge would keep it)
     stream = ([(0, row) for row in prepared[0]] if len(prepared) == 1
               else merge_by_event_time(prepared, keep_order))
@@ -264,6 +268,9 @@ def import_many(
     sends: list[tuple[str, bytes | None, bytes]] = []
     owners: list[tuple[int, bool]] = []  # per send: (input index, is a dead letter)
     label = inputs[0].source if len(inputs) == 1 else "import"
+    # CSV cells are text or missing, which msgspec writes as the standard library does (compact);
+    # JSON lines may hold NaN, which only the standard library writes back as it came
+    encode = [wire.dumps if item.fmt == "csv" else _json_bytes for item in inputs]
     for index, row in stream:
         item = inputs[index]
         if row.record is None:
@@ -271,7 +278,7 @@ def import_many(
             owners.append((index, True))
             continue
         sends.append((settings.topic(item.source), None if row.key is None else row.key.encode(),
-                      json.dumps(row.record, ensure_ascii=False).encode()))
+                      encode[index](row.record)))
         owners.append((index, False))
     with tqdm(total=len(sends), desc=label, unit="row", disable=not progress,
               file=sys.stderr) as bar:
@@ -290,6 +297,10 @@ def import_many(
             print(f"{item.name}: {len(failures)} rows not sent, first error: {failures[0]}",
                   file=sys.stderr)
     return summaries
+
+
+def _json_bytes(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False).encode()
 
 
 def _dead_letter(settings: Settings, item: ImportInput, row: ImportRow) -> bytes:
