@@ -84,8 +84,22 @@ def evaluate(
     """Evaluate every group, score and tag of ``library`` for ``view`` as of ``as_of``.
 
     Never raises on view values: a value that cannot be compared makes its condition False.
-    The library is compiled once (per library object) into predicates; see :func:`_plan`.
+    The library is compiled once (per library object) into one Python function
+    (:func:`_generate`: the same decisions as :func:`evaluate_interpreted`, the reference
+    the tests hold it to, without a call per condition).
     """
+    _require_aware(as_of)
+    hist = _history(history)
+    segment, activity, rfm, tags, matched, values = _plan(library).evaluator(view, hist, as_of)
+    return Evaluation(segment, activity, rfm, tags, _traits(matched, values, hist))
+
+
+def evaluate_interpreted(
+    library: TagLibrary, view: dict[str, Any], history: dict[str, Any] | None = None,
+    *, as_of: datetime,
+) -> Evaluation:
+    """:func:`evaluate` by walking the compiled predicates (one call per condition): the
+    reference semantics, kept for the tests that hold the generated evaluator to it."""
     _require_aware(as_of)
     plan = _plan(library)
     values = effective_view(view, as_of)
@@ -202,6 +216,8 @@ class _Plan:
     windows: frozenset[tuple[str, int]]
     """The profile windows ``(kind, days)`` some condition reads (``frequency_30d`` ->
     ``("orders", 30)``, ``visits_7d`` -> ``("visits", 7)``)."""
+    evaluator: Callable[..., Any]
+    """The generated evaluation (see :func:`_generate`)."""
 
 
 _PLANS: dict[int, tuple[TagLibrary, _Plan]] = {}
@@ -263,7 +279,7 @@ def _compile_library(library: TagLibrary) -> _Plan:
                 kind = "visits" if match.group(1) == "visits" else "orders"
                 windows.add((kind, int(match.group(2))))
     return _Plan(groups, scores, tags, {f: sorted(v) for f, v in offsets.items()},
-                 tuple(persisted), frozenset(windows))
+                 tuple(persisted), frozenset(windows), _generate(library))
 
 
 _WINDOW_FIELD = re.compile(r"(frequency|monetary|visits)_(\d+)d")
@@ -285,7 +301,8 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 
 def _compile(node: Criteria) -> Predicate:
     """``node`` as a predicate ``(values, history, as_of) -> bool``. A comparison with an
-    unknown (None) value, or one that raises TypeError/ValueError, is False."""
+    unknown (None) value, or one that raises (TypeError, ValueError, ArithmeticError such as
+    a Decimal against NaN), is False."""
     if isinstance(node, AllOf | AnyOf):
         items = tuple(_compile(item) for item in node.items)
         if isinstance(node, AllOf):
@@ -328,9 +345,146 @@ def _compile(node: Criteria) -> Predicate:
             return False
         try:
             return bool(compare(actual, expected))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ArithmeticError):
             return False
     return condition
+
+
+_FAST_TYPES = (int, float)
+"""Value types whose comparison with a number never raises: compared inline."""
+
+
+def _slow_compare(op: str) -> Callable[[Any, Any], bool]:
+    compare = _COMPARE[op]
+
+    def slow(actual: Any, expected: Any) -> bool:
+        if actual is None:
+            return False
+        try:
+            return bool(compare(actual, expected))
+        except (TypeError, ValueError, ArithmeticError):
+            return False
+    return slow
+
+
+def _generate(library: TagLibrary) -> Callable[..., Any]:
+    """The library as one Python function ``(view, history, as_of) -> (segment, activity
+    segment, rfm, tags, matched trait leaves, values read)``, generated from the parsed
+    library (names and constants are passed in, never written into the source: nothing of
+    the YAML is evaluated as code).
+
+    Each field is read once (time-derived days recomputed from their timestamp at ``as_of``,
+    as :func:`effective_view` does); a comparison of a number (int or float) with a number is
+    inline, any other goes through the same guarded comparison as the reference (None,
+    TypeError, ValueError and ArithmeticError make it False); ``all``/``any`` are Python's ``and``/``or`` (the
+    conditions have no effects, so short-circuiting changes no result)."""
+    ns: dict[str, Any] = {"_view_time": _view_time, "_FAST": _FAST_TYPES}
+    fields: dict[str, str] = {}  # field name -> local variable
+    lines: list[str] = []
+
+    def const(value: Any) -> str:
+        name = f"k{len(ns)}"
+        ns[name] = value
+        return name
+
+    def var(field_name: str) -> str:
+        if field_name not in fields:
+            fields[field_name] = f"f{len(fields)}"
+        return fields[field_name]
+
+    def expr(node: Criteria) -> str:
+        if isinstance(node, AllOf | AnyOf):
+            if not node.items:
+                return "True" if isinstance(node, AllOf) else "False"
+            joiner = " and " if isinstance(node, AllOf) else " or "
+            return "(" + joiner.join(expr(item) for item in node.items) + ")"
+        if isinstance(node, Persisted):
+            try:
+                least = timedelta(days=node.for_days)
+            except OverflowError:
+                return "False"
+            return (f"(hist is not None and hist[0] == {const(node.segment)} "
+                    f"and as_of - hist[1] >= {const(least)})")
+        v = var(node.field)
+        if node.op in ("is_null", "not_null"):
+            return f"({v} is None)" if node.op == "is_null" else f"({v} is not None)"
+        if node.op not in _COMPARE:
+            return "False"
+        slow = const(_slow_compare(node.op))
+        x = const(node.value)
+        if node.op in ("<", "<=", ">", ">=", "==", "!=") and _finite(node.value):
+            return f"({v} {node.op} {x} if type({v}) in _FAST else {slow}({v}, {x}))"
+        return f"{slow}({v}, {x})"
+
+    body: list[str] = []
+    for index, name in enumerate(("value", "activity")):
+        rules = library.groups[name].rules
+        out = "segment" if index == 0 else "activity"
+        first = True
+        for rule in rules:
+            leaves = None if rule.criteria is None else _leaves_of(rule.criteria)
+            done = (f"{out} = {const(rule.name)}"
+                    + ("" if leaves is None else f"; matched.append({const(leaves)})"))
+            if rule.criteria is None:
+                body.append(("    else:\n        " if not first else "    ") + done)
+                break
+            body.append(f"    {'if' if first else 'elif'} {expr(rule.criteria)}:")
+            body.append(f"        {done}")
+            first = False
+        else:  # no catch-all (the loader requires one): the last rule, as the reference does
+            last = rules[-1]
+            leaves = None if last.criteria is None else _leaves_of(last.criteria)
+            body.append(f"    else:\n        {out} = {const(last.name)}"
+                        + ("" if leaves is None else f"; matched.append({const(leaves)})"))
+    score_names = []
+    for score in library.scores:
+        target = f"s_{len(score_names)}"
+        score_names.append((score.name, target))
+        first = True
+        for condition, value in score.bands:
+            body.append(f"    {'if' if first else 'elif'} {expr(condition)}:")
+            body.append(f"        {target} = {const(value)}")
+            first = False
+        body.append(("    else:\n        " if not first else "    ")
+                    + f"{target} = {const(score.default)}")
+        if score.bands:
+            body.append(f"    matched.append({const(_leaves_of(score.bands[0][0]))})")
+    rfm_items = ", ".join(f"{const(n)}: {t}" for n, t in score_names)
+    score_text = " + ".join(f"str({t})" for _, t in score_names) or "''"
+    body.append(f"    rfm = {{{rfm_items}}}")
+    body.append(f"    rfm['score'] = {score_text}")
+    body.append("    tags = []")
+    for rule in library.tags.rules:
+        if rule.criteria is None:
+            continue
+        body.append(f"    if {expr(rule.criteria)}:")
+        body.append(f"        tags.append({const(rule.name)}); "
+                    f"matched.append({const(_leaves_of(rule.criteria))})")
+    lines.append("def evaluator(view, hist, as_of):")
+    lines.append("    get = view.get")
+    for field_name, v in fields.items():
+        anchor = TIME_FIELDS.get(field_name)
+        if anchor is None:
+            lines.append(f"    {v} = get({const(field_name)})")
+        else:
+            a = f"a{v}"
+            lines.append(f"    {a} = _view_time(get({const(anchor)}))")
+            lines.append(f"    {v} = get({const(field_name)}) if {a} is None "
+                         f"else (as_of - {a}).total_seconds() / 86400")
+    lines.append("    matched = []")
+    lines.extend(body)
+    values = ", ".join(f"{const(f)}: {v}" for f, v in fields.items())
+    lines.append(f"    return segment, activity, rfm, tuple(tags), matched, {{{values}}}")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<tag library v{library.version}>", "exec"), ns)  # noqa: S102
+    evaluator = ns["evaluator"]
+    evaluator.source = source  # for the curious and the tests
+    return evaluator
+
+
+def _leaves_of(criteria: Criteria) -> tuple[str | None, ...]:
+    return tuple(leaf.field if isinstance(leaf, Condition) else None
+                 for leaf in iter_leaves(criteria))
 
 
 @lru_cache(maxsize=8192)
