@@ -115,17 +115,19 @@ def env_for(settings: Settings) -> dict[str, str]:
     return env
 
 
-DEPLOYMENTS = {name: roles for name, roles in {"one": ("all",), "two": ("ingest", "fold")}.items()
-               if name in os.environ.get("BENCH_DEPLOYMENTS", "one,two").split(",")}
-"""A worker deployment on this machine: one process (ingest and fold) or two (one per core);
-``BENCH_DEPLOYMENTS=two`` measures only the named ones."""
+DEPLOYMENTS = {name: roles for name, roles in {
+    "one": ("all",), "two": ("ingest", "fold"), "three": ("ingest", "fold", "fold"),
+}.items() if name in os.environ.get("BENCH_DEPLOYMENTS", "one,two").split(",")}
+"""A worker deployment on this machine: one process (ingest and fold), two (one per core), or
+three (an ingest process and two fold processes sharing the events partitions: the fold is the
+stage that needs the cores); ``BENCH_DEPLOYMENTS=two,three`` measures only the named ones."""
 
 
 def start_workers(settings: Settings, log: Path, deployment: str) -> list[Any]:
     """The processes of ``deployment``, each logging to ``<log>-<role>.log``, once ready."""
     procs = []
-    for role in DEPLOYMENTS[deployment]:
-        path = log.with_name(f"{log.stem}-{role}.log")
+    for n, role in enumerate(DEPLOYMENTS[deployment]):
+        path = log.with_name(f"{log.stem}-{role}{n}.log")
         procs.append((start_worker(settings, path, role), path))
     for proc, path in procs:
         wait_ready(path, proc)

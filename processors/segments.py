@@ -376,8 +376,8 @@ def _generate(library: TagLibrary) -> Callable[..., Any]:
     Each field is read once (time-derived days recomputed from their timestamp at ``as_of``,
     as :func:`effective_view` does); a comparison of a number (int or float) with a number is
     inline, any other goes through the same guarded comparison as the reference (None,
-    TypeError, ValueError and ArithmeticError make it False); ``all``/``any`` are Python's ``and``/``or`` (the
-    conditions have no effects, so short-circuiting changes no result)."""
+    TypeError, ValueError and ArithmeticError make it False); ``all``/``any`` are Python's
+    ``and``/``or`` (the conditions have no effects, so short-circuiting changes no result)."""
     ns: dict[str, Any] = {"_view_time": _view_time, "_FAST": _FAST_TYPES}
     fields: dict[str, str] = {}  # field name -> local variable
     lines: list[str] = []
