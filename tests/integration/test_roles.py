@@ -1,6 +1,7 @@
-"""Ingest and fold as two processes (``--role ingest`` and ``--role fold``, issue 11): the
-same exact profiles as one process, and the fold ticks by the ingest process's watermark,
-which reaches it only through ``<prefix>clock``."""
+"""Ingest and fold as separate processes (``--role ingest`` and ``--role fold``, issue 11):
+the same exact profiles as one process, and the fold ticks by the ingest process's watermark,
+which reaches it only through ``<prefix>clock``. Also with two fold processes in one group,
+sharing the events partitions (each folds its own customers, both use the shared watermark)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import redis
+from kafka import KafkaAdminClient
 
 from custpulse.processors.lifecycle import next_deadline_of
 from custpulse.schemas.envelope import unpack
@@ -16,8 +19,9 @@ from custpulse.settings import Settings
 from custpulse.state.redis_mirror import scan_profiles
 from custpulse.state.tables import PROFILES
 
-from .conftest import WorkerProcess, run_cli, wait_drained
+from .conftest import WorkerProcess, free_port, run_cli, wait_drained
 from .kafka_read import read_events, read_topic, table_from_changelog
+from .test_ingest_quality import metric_samples
 from .test_profiles import expected, load
 
 CUSTOMERS = 80
@@ -28,17 +32,47 @@ def passed_deadlines(settings: Settings, watermark: datetime) -> list[str]:
     return [u for u, v in table.items() if (next_deadline_of(v["seg"]) or watermark) < watermark]
 
 
-def test_an_ingest_process_and_a_fold_process_end_exact(settings: Settings, tmp_path: Path):
-    roles = ("ingest", "fold")
+def wait_group(settings: Settings, procs: list[WorkerProcess], members: int) -> None:
+    """Until every process is ready and the fold group is stable with ``members`` members,
+    each holding partitions (so the split is made before any record arrives)."""
+    deadline = time.monotonic() + 120
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        while time.monotonic() < deadline:
+            ready = all("Worker ready" in p.log() for p in procs)
+            (group,) = admin.describe_consumer_groups([settings.app_id])
+            if ready and group.state == "Stable" and len(group.members) == members and all(
+                    m.member_assignment and m.member_assignment.assignment
+                    for m in group.members):
+                return
+            time.sleep(0.5)
+    finally:
+        admin.close()
+    raise AssertionError("the fold group did not settle:\n" + procs[-1].log()[-3000:])
+
+
+@pytest.mark.parametrize("roles", [("ingest", "fold"), ("ingest", "fold", "fold")],
+                         ids=["one_fold", "two_folds"])
+def test_ingest_and_fold_processes_end_exact(settings: Settings, tmp_path: Path,
+                                             roles: tuple[str, ...]):
     data = tmp_path / "gen"
     gen = ("--customers", str(CUSTOMERS), "--months", "13", "--seed", "5", "--end", "2026-10-31")
     assert run_cli(settings, "generate", *gen, "--out", str(data)).returncode == 0
-    procs = [WorkerProcess(settings, tmp_path / f"{role}.log") for role in roles]
-    for role, proc in zip(roles, procs, strict=True):
-        proc.env.update(CUSTPULSE_ROLE=role, CUSTPULSE_IDLE_TIMEOUT_S="3")
+    procs = [WorkerProcess(settings, tmp_path / f"{role}{n}.log") for n, role in enumerate(roles)]
+    ports = {}
+    for n, (role, proc) in enumerate(zip(roles, procs, strict=True)):
+        proc.env.update(CUSTPULSE_ROLE=role, CUSTPULSE_IDLE_TIMEOUT_S="3",
+                        CUSTPULSE_DATA_DIR=str(tmp_path / f"data{n}"))
+        if role == "fold":
+            ports[n] = free_port()
+            proc.env["CUSTPULSE_METRICS_PORT"] = str(ports[n])
+    folds = [procs[n] for n in ports]
     try:
-        for proc in reversed(procs):  # the fold first: it must learn the watermark later
+        for proc in folds:  # the folds first: they must learn the watermark later
             proc.start()
+        if len(folds) > 1:
+            wait_group(settings, folds, len(folds))
+        procs[0].start()
         result = run_cli(settings, "import", "--dir", str(data), "--no-progress")
         assert result.returncode == 0, result.stderr
         wait_drained(settings, procs[-1], timeout=300)
@@ -55,6 +89,11 @@ def test_an_ingest_process_and_a_fold_process_end_exact(settings: Settings, tmp_
         for proc in procs:
             assert proc.proc is not None and proc.proc.poll() is None, proc.log()[-3000:]
             assert "Traceback" not in proc.log(), proc.log()[-3000:]
+        # each fold process applied its share, and together every record once
+        accepted = [sum(v for (name, _), v in metric_samples(port).items()
+                        if name == "custpulse_events_accepted_total") for port in ports.values()]
+        assert all(n > 0 for n in accepted), accepted
+        assert sum(accepted) == len(read_events(settings)), accepted
     finally:
         for proc in procs:
             proc.stop()
