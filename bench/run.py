@@ -117,7 +117,7 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 DEPLOYMENTS = {name: roles for name, roles in {
     "one": ("all",), "two": ("ingest", "fold"), "three": ("ingest", "fold", "fold"),
-}.items() if name in os.environ.get("BENCH_DEPLOYMENTS", "one,two").split(",")}
+}.items() if name in os.environ.get("BENCH_DEPLOYMENTS", "one,two,three").split(",")}
 """A worker deployment on this machine: one process (ingest and fold), two (one per core), or
 three (an ingest process and two fold processes sharing the events partitions: the fold is the
 stage that needs the cores); ``BENCH_DEPLOYMENTS=two,three`` measures only the named ones."""

@@ -19,8 +19,10 @@ later event (or by a tick), that event (or tick).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from custpulse.processors.alerts import segment_alert
@@ -81,13 +83,26 @@ def _at(text: Any) -> datetime | None:
     """A stored time (ISO 8601 with offset, written by this module) as aware UTC."""
     if not isinstance(text, str) or not text:
         return None
+    return _read_iso(text)
+
+
+@lru_cache(maxsize=65_536)
+def _read_iso(text: str) -> datetime:
+    """Stored ISO text as aware UTC (the same few texts are read at every step: cached)."""
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@lru_cache(maxsize=65_536)
+def _iso(moment: datetime) -> str:
+    """An aware time as stored: ISO 8601 in UTC, microseconds kept (deadlines are exact).
+    Equal instants give the same text whatever their zone, so caching by value is safe."""
+    return moment.astimezone(UTC).isoformat()
 
 
 def evaluated_at(seg: SegState | None) -> datetime | None:
     if not seg or not seg.get("evaluated_at"):
         return None
-    return datetime.fromisoformat(seg["evaluated_at"]).astimezone(UTC)
+    return _read_iso(seg["evaluated_at"])
 
 
 def decide(
@@ -146,20 +161,20 @@ def decide(
     )
     new_seg: SegState = {
         "segment": new.segment,
-        "since": since.astimezone(UTC).isoformat(),
+        "since": _iso(since),
         "activity_segment": new.activity_segment,
-        "activity_since": activity_since.astimezone(UTC).isoformat(),
+        "activity_since": _iso(activity_since),
         "rfm": new.rfm,
         "tags": list(new.tags),
         "rule_version": library.version,
-        "evaluated_at": as_of.astimezone(UTC).isoformat(),  # microseconds: deadlines are exact
+        "evaluated_at": _iso(as_of),  # microseconds: deadlines are exact
         "recent": _remember(seg, cause, by or cause, alerts, write),
     }
     history_after = {"segment": new.segment, "since": since}
     threshold = next_deadline(library, view, history_after, as_of=as_of)
     due = [c for c in (window_change, threshold) if c is not None and c > as_of]
     relevant = [c for c in (relevant_change, threshold) if c is not None and c > as_of]
-    new_seg["next_deadline"] = min(due).astimezone(UTC).isoformat() if due else None
+    new_seg["next_deadline"] = _iso(min(due)) if due else None
     view = dict(view, segment=new.segment, activity_segment=new.activity_segment,
                 rfm_score=new.rfm.get("score"), tags=list(new.tags),
                 rule_version=library.version, segment_since=to_iso(since))
@@ -170,12 +185,28 @@ def decide(
 
 def _remember(seg: SegState | None, cause: str, by: str,
               alerts: list[dict[str, Any]], write: int) -> list[Any]:
-    recent = [r for r in (seg or {}).get("recent") or [] if isinstance(r, dict)
-              and int(r.get("w") or 0) > write - RECENT_WRITES]
+    prior = (seg or {}).get("recent") or []
+    floor = write - RECENT_WRITES
+    recent = None
+    try:
+        # Entries are appended here in write order (the fold's writes only go up), so those
+        # to forget are a prefix: cut it. Only when this write is not older than the last
+        # entry (evaluations made for a look, such as "rebuild" with write 0, are not kept).
+        if not prior or write >= _entry_write(prior[-1]):
+            recent = prior[bisect_right(prior, floor, key=_entry_write):]
+    except (TypeError, ValueError, AttributeError):
+        recent = None  # not a list of entries as written here
+    if recent is None:  # filter one by one
+        recent = [r for r in prior if isinstance(r, dict) and int(r.get("w") or 0) > floor]
     if alerts:
         recent = [r for r in recent if r.get("cause") != cause]
         recent.append({"cause": cause, "by": by, "alerts": alerts, "w": write})
     return recent[-RECENT_MAX_ENTRIES:]
+
+
+def _entry_write(entry: dict[str, Any]) -> int:
+    """The write version of a remembered entry (0 for entries written before versions)."""
+    return int(entry.get("w") or 0)
 
 
 def resend(seg: SegState | None, cause: str) -> list[dict[str, Any]]:
@@ -193,4 +224,4 @@ def next_deadline_of(seg: SegState | None) -> datetime | None:
     stored; the caller then evaluates to find it)."""
     if not seg or not seg.get("next_deadline"):
         return None
-    return datetime.fromisoformat(seg["next_deadline"]).astimezone(UTC)
+    return _read_iso(seg["next_deadline"])

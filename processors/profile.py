@@ -386,6 +386,8 @@ def retire_tickets(s: ProfileState | None, as_of: datetime) -> None:
         return
     _current(s, in_place=True)
     service = s["service"]
+    if not service["tickets"]:
+        return
     ticket_floor = _ms(window_start(as_of) - timedelta(days=TICKET_HORIZON_DAYS))
     old = [tid for tid, tk in service["tickets"].items()
            if tk["key"][0] <= ticket_floor and not (_is_complaint(tk) and tk["closed"] is None)]
@@ -423,6 +425,14 @@ def _mean_micro(total_u: int, n: int) -> float | None:
 
 def _service_view(service: dict[str, Any], as_of: datetime) -> dict[str, Any]:
     retired = service["retired"]
+    if not service["tickets"]:  # the usual customer: only what retired tickets left
+        return {
+            "tickets_total": retired["n"],
+            "complaints_total": retired["complaints"],
+            "open_complaints": 0,
+            "satisfaction_mean": _mean_micro(retired["sat_u"], retired["sat_n"]),
+            "handling_minutes_mean": _mean_micro(retired["handle_u"], retired["handle_n"]),
+        }
     tickets = service["tickets"].values()
     sums = {"sat": [retired["sat_u"], retired["sat_n"]],
             "handle": [retired["handle_u"], retired["handle_n"]]}
@@ -472,6 +482,7 @@ def next_window_change(s: ProfileState | None, as_of: datetime) -> datetime | No
 WINDOWS = (("orders", 30), ("orders", 90), ("orders", 365), ("visits", 7), ("visits", 30))
 """The windows of the view, ``(kind, days)``: orders feed ``frequency_<days>d`` and
 ``monetary_<days>d``, visits ``visits_<days>d``."""
+_W30, _W90, _W365, _V7, _V30 = WINDOWS
 
 
 def view_and_next_change(
@@ -495,7 +506,9 @@ def view_and_changes(
     # when h > floor_N, and leaves it when floor_N reaches h, at h * 1 h + N days.
     start = math.floor(as_of.timestamp() / RESOLUTION_S) * RESOLUTION_S  # window_start(as_of)
     now_ms = _ms(as_of)
-    f30, f90, f365 = ((start - days * 86400) // RESOLUTION_S for days in ORDER_WINDOWS_DAYS)
+    f30 = (start - 30 * 86400) // RESOLUTION_S  # the windows of ORDER_WINDOWS_DAYS, inline
+    f90 = (start - 90 * 86400) // RESOLUTION_S
+    f365 = (start - 365 * 86400) // RESOLUTION_S
     c30 = c90 = c365 = m30 = m90 = m365 = 0
     low30 = low90 = low365 = None
     for key, (count, money) in orders["buckets"].items():
@@ -515,7 +528,8 @@ def view_and_changes(
                     m30 += money
                     if low30 is None or h < low30:
                         low30 = h
-    v7, v30 = ((start - days * 86400) // RESOLUTION_S for days in VISIT_WINDOWS_DAYS)
+    v7 = (start - 7 * 86400) // RESOLUTION_S  # VISIT_WINDOWS_DAYS
+    v30 = (start - 30 * 86400) // RESOLUTION_S
     n7 = n30 = 0
     low7 = lowv30 = None
     for key in act["hours"]:
@@ -564,19 +578,29 @@ def view_and_changes(
     view["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
     if s is None:
         return view, None, None
-    lows = (low30, low90, low365, low7, lowv30)  # in the order of WINDOWS
-    departures = [  # epoch ms, per window
-        None if low is None else (low * RESOLUTION_S + days * 86400) * 1000
-        for low, (_, days) in zip(lows, WINDOWS, strict=True)
-    ]
-    closings = [tk["closed"] for tk in service["tickets"].values()
-                if _is_complaint(tk) and tk["closed"] is not None and tk["closed"] > now_ms]
     at_us = (as_of - _EPOCH) // _MICROSECOND  # exact: _dt(c) > as_of <=> c * 1000 > at_us
-    later = [c for c in departures + closings if c is not None and c * 1000 > at_us]
-    chosen = later if windows is None else [
-        c for c in [d for d, w in zip(departures, WINDOWS, strict=True) if w in windows]
-        + closings if c is not None and c * 1000 > at_us]
-    return (view, _dt(min(later)) if later else None, _dt(min(chosen)) if chosen else None)
+    # the earliest departure (epoch ms) of any window, and of the windows asked for; a bucket
+    # inside a window always leaves it after as_of, the check only guards the arithmetic
+    best = chosen = None
+    for low, window in ((low30, _W30), (low90, _W90), (low365, _W365), (low7, _V7),
+                        (lowv30, _V30)):
+        if low is None:
+            continue
+        c = (low * RESOLUTION_S + window[1] * 86400) * 1000
+        if c * 1000 <= at_us:
+            continue
+        if best is None or c < best:
+            best = c
+        if (windows is None or window in windows) and (chosen is None or c < chosen):
+            chosen = c
+    for tk in service["tickets"].values():  # complaints closing later
+        c = tk["closed"]
+        if c is not None and c > now_ms and _is_complaint(tk) and c * 1000 > at_us:
+            if best is None or c < best:
+                best = c
+            if chosen is None or c < chosen:
+                chosen = c
+    return (view, None if best is None else _dt(best), None if chosen is None else _dt(chosen))
 
 
 def last_window_change(s: ProfileState, as_of: datetime, until: datetime) -> datetime | None:

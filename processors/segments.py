@@ -497,6 +497,10 @@ def _view_time(value: Any) -> datetime | None:
     means UTC. Text is parsed once per distinct string (pure, cached)."""
     if isinstance(value, str):
         return _parse_text_time(value)
+    if value is None:
+        return None
+    if type(value) is datetime and value.tzinfo is not None:
+        return value
     return parse_time(value, UTC)
 
 
@@ -545,7 +549,9 @@ def _shift_td(moment: datetime, delta: timedelta) -> datetime | None:
 def _history(history: dict[str, Any] | None) -> tuple[str, datetime] | None:
     if not isinstance(history, dict) or not isinstance(history.get("segment"), str):
         return None
-    since = parse_time(history.get("since"), UTC)
+    since = history.get("since")
+    if type(since) is not datetime or since.tzinfo is None:
+        since = parse_time(since, UTC)
     return None if since is None else (history["segment"], since)
 
 
