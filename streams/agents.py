@@ -6,6 +6,7 @@ and check ops alerts. Nothing here dies on a record: processors return outcomes 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -340,6 +341,10 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                                   processing_time=at, late=False).deadline
             deadlines.add(user_id, deadline, partition_for(user_id, settings.partitions))
             count += 1
+        # What lives now (mostly the recovered table: acyclic state, freed by reference
+        # counting when replaced) is left out of every later full collection of the garbage
+        # collector; see streams/worker.py GC_THRESHOLDS.
+        gc.freeze()
         log.info("deadline index rebuilt for %d customers", count)
 
     def unread(partition: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -18,6 +19,20 @@ from custpulse.streams.ingest_worker import IngestWorker
 from custpulse.streams.metrics import create_metrics
 
 log = logging.getLogger("custpulse.worker")
+
+GC_THRESHOLDS = (700, 10, 1000)
+"""Python's cyclic garbage collector, tuned for a process that holds a large table: young
+generations as CPython's defaults; a full collection (which walks every live object: ~0.4 s
+for 23,000 customers' state, minutes of pauses over a backfill) at most once per 1,000
+collections of the middle generation (~7 million allocations) instead of 10. The state itself
+is acyclic (dicts, lists, numbers, text) and freed by reference counting; only cycles made by
+the client libraries wait longer for collection. Measured in the offline fold of the bench's
+backfill: ~30 % of the fold's time with the defaults, ~0 with these."""
+
+
+def tune_gc() -> None:
+    """Apply :data:`GC_THRESHOLDS` (once per process, at start)."""
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_worker(settings: Settings, log_level: str | None = None) -> int:
@@ -42,6 +57,7 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
     if settings.metrics_port:  # one registry per process: give each process its own port
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104
     level = log_level or settings.log_level
+    tune_gc()
     worker: mode.Worker
     if not settings.runs_fold:  # no Faust: the ingest stage alone (streams/ingest_worker.py)
         service = IngestWorker(settings, create_metrics(REGISTRY))
