@@ -233,7 +233,7 @@ class EnvelopeFold:
                     result.ticked += 1
                     if not self._advance(user_id, c, until, by, now, historical_before):
                         c.resend.append(by)  # nothing due: maybe a redelivered tick
-                        _resend(c, by)
+                        _resend(c, user_id, by)
                 continue
             try:
                 if not isinstance(record, dict):
@@ -289,7 +289,7 @@ class EnvelopeFold:
             # decision order), re-mirror.
             result.duplicates[event.source] += 1
             c.resend.append(event.event_id)
-            _resend(c, event.event_id)
+            _resend(c, event.user_id, event.event_id)
             if self.rewrite_duplicates:
                 c.dirty = True
             return
@@ -374,9 +374,9 @@ def _next_write(value: Value) -> int:
     return int(value.get("version") or 0) + 1
 
 
-def _resend(c: _Customer, cause: str) -> None:
+def _resend(c: _Customer, user_id: str, cause: str) -> None:
     """Queue, in place, the alerts remembered for ``cause`` (a redelivered record)."""
-    for alert in resend(c.value.get("seg"), cause):
+    for alert in resend(c.value.get("seg"), cause, user_id):
         if alert not in c.alerts:
             c.alerts.append(alert)
 

@@ -7,14 +7,20 @@ The segment state kept next to the profile (JSON-ready)::
      "evaluated_at": "<iso>",                          # as_of of the last evaluation
      "next_deadline": "<iso, microseconds>" | None,    # when time alone changes the result
      "recent": [{"cause": "<event id | timer:...>", "by": "<record that applied it>",
-                 "alerts": [...], "w": <version of the write>}, ...]}
+                 "w": <version of the write>, "moves": [[group, old, new], ...],
+                 "traits": {...}, "at": "<event_time>", "pt": "<processing_time>",
+                 "late": bool, "hist": bool, "rv": rule_version, "v": alert version}, ...]}
 
 ``recent`` keeps the alerts of the evaluations that produced any among the customer's last
 :data:`RECENT_WRITES` table writes (``w``: the write's version),
 so that a redelivered record (after a crash between the durable state write and the alert
 send) re-sends the same alerts with the same ids instead of losing them. ``by`` is the record
 whose processing made the evaluation: the event itself, or, for deadlines applied before a
-later event (or by a tick), that event (or tick).
+later event (or by a tick), that event (or tick). An entry keeps what its alerts do not share
+(group, old, new) once per alert and the rest once (an evaluation's alerts have the same
+cause, traits, times and flags): :func:`resend` rebuilds them exactly, ids included (a third of
+the bytes of the alerts themselves, which entries written before held as ``"alerts"``; those
+are re-sent as stored).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from custpulse.processors.alerts import segment_alert
+from custpulse.processors.alerts import alert_id, segment_alert
 from custpulse.processors.profile import view_and_changes, view_later
 from custpulse.processors.segments import (
     Evaluation,
@@ -200,7 +206,13 @@ def _remember(seg: SegState | None, cause: str, by: str,
         recent = [r for r in prior if isinstance(r, dict) and int(r.get("w") or 0) > floor]
     if alerts:
         recent = [r for r in recent if r.get("cause") != cause]
-        recent.append({"cause": cause, "by": by, "alerts": alerts, "w": write})
+        first = alerts[0]
+        recent.append({"cause": cause, "by": by, "w": write,
+                       "moves": [[a["group"], a["old"], a["new"]] for a in alerts],
+                       "traits": first["traits"], "at": first["event_time"],
+                       "pt": first["processing_time"], "late": first["late"],
+                       "hist": first["historical"], "rv": first["rule_version"],
+                       "v": first["v"]})
     return recent[-RECENT_MAX_ENTRIES:]
 
 
@@ -209,14 +221,30 @@ def _entry_write(entry: dict[str, Any]) -> int:
     return int(entry.get("w") or 0)
 
 
-def resend(seg: SegState | None, cause: str) -> list[dict[str, Any]]:
+def resend(seg: SegState | None, cause: str, user_id: str) -> list[dict[str, Any]]:
     """Alerts already decided for ``cause`` or by the record ``cause`` (to re-send after a
-    redelivery of that record), in decision order, else []."""
+    redelivery of that record) for the customer ``user_id``, in decision order, else []."""
     out: list[dict[str, Any]] = []
     for entry in (seg or {}).get("recent") or []:
         if isinstance(entry, dict) and cause in (entry.get("cause"), entry.get("by")):
-            out.extend(entry.get("alerts", []))
+            if "moves" in entry:
+                out.extend(remembered_alerts(entry, user_id))
+            else:  # written before entries were compact
+                out.extend(entry.get("alerts", []))
     return out
+
+
+def remembered_alerts(entry: dict[str, Any], user_id: str) -> list[dict[str, Any]]:
+    """The alerts of a remembered evaluation, as :func:`decide` made them."""
+    return [
+        {"v": entry["v"],
+         "alert_id": alert_id(user_id, group, old, new, entry["cause"], entry["rv"]),
+         "user_id": user_id, "group": group, "old": old, "new": new,
+         "rule_version": entry["rv"], "traits": dict(entry["traits"]),
+         "cause": entry["cause"], "event_time": entry["at"], "processing_time": entry["pt"],
+         "late": entry["late"], "historical": entry["hist"]}
+        for group, old, new in entry["moves"]
+    ]
 
 
 def next_deadline_of(seg: SegState | None) -> datetime | None:

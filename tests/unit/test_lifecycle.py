@@ -51,8 +51,8 @@ def test_alert_ids_are_stable_and_resent_for_the_same_cause():
     a = _decide(profile, None, T + timedelta(hours=4), "o1")
     b = _decide(profile, None, T + timedelta(hours=4), "o1")
     assert [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
-    assert resend(a.seg, "o1") == a.alerts
-    assert resend(a.seg, "other") == []
+    assert resend(a.seg, "o1", "A") == a.alerts
+    assert resend(a.seg, "other", "A") == []
 
 
 def test_remembered_alerts_cover_the_last_writes_and_are_bounded():
@@ -70,11 +70,26 @@ def test_remembered_alerts_cover_the_last_writes_and_are_bounded():
 
     # many moves in few writes (all possibly unannounced at a crash): all kept
     seg = remember(300, 100)
-    assert len(seg["recent"]) == 300 and resend(seg, "c0")
+    assert len(seg["recent"]) == 300 and resend(seg, "c0", "U1")
     # one move per write: those of the last RECENT_WRITES writes are kept
     seg = remember(RECENT_WRITES + 10, 1)
     assert len(seg["recent"]) == RECENT_WRITES
-    assert resend(seg, f"c{RECENT_WRITES + 9}") and not resend(seg, "c9")
+    assert resend(seg, f"c{RECENT_WRITES + 9}", "U1") and not resend(seg, "c9", "U1")
     # the hard bound
     seg = remember(RECENT_MAX_ENTRIES + 5, 10**6)
-    assert len(seg["recent"]) == RECENT_MAX_ENTRIES and not resend(seg, "c0")
+    assert len(seg["recent"]) == RECENT_MAX_ENTRIES and not resend(seg, "c0", "U1")
+
+
+def test_remembered_alerts_are_rebuilt_byte_for_byte_and_old_entries_still_resend():
+    import json
+
+    profile = _profile()
+    a = _decide(profile, None, T + timedelta(hours=4), "o1")
+    assert len(a.alerts) >= 2
+    again = resend(a.seg, "o1", "A")
+    assert [json.dumps(x) for x in again] == [json.dumps(x) for x in a.alerts]  # order too
+    (entry,) = a.seg["recent"]
+    assert "alerts" not in entry and len(json.dumps(entry)) < len(json.dumps(a.alerts)) * 0.7
+    # an entry as written before entries were compact: re-sent as it was stored
+    old = {"cause": "o0", "by": "o0", "alerts": a.alerts, "w": 1}
+    assert resend({"recent": [old]}, "o0", "A") == a.alerts
