@@ -61,12 +61,13 @@ return 1
 @dataclass(frozen=True, slots=True)
 class ProfileWrite:
     """One customer's mirror: the hash fields (a snapshot, strings), the value's version and
-    the alerts to publish to the ``<prefix>alerts`` stream."""
+    the alerts to publish to the ``<prefix>alerts`` stream (dicts, or already encoded as
+    :func:`custpulse.schemas.wire.dumps` writes them)."""
 
     user_id: str
     version: int
     fields: Mapping[str, str]
-    alerts: list[dict[str, Any]]
+    alerts: list[dict[str, Any]] | list[bytes]
 
 
 MIRROR_CACHE_CUSTOMERS = 100_000
@@ -161,7 +162,8 @@ async def write_profiles(client: Any, items: list[ProfileWrite], settings: Setti
                 slots.append(len(pipe))
                 await script(keys=[profile_key(settings, item.user_id)], args=args, client=pipe)
                 for alert in item.alerts if alerts else ():
-                    pipe.xadd(settings.redis_key("alerts"), {"alert": wire.dumps(alert)},
+                    encoded = alert if isinstance(alert, bytes) else wire.dumps(alert)
+                    pipe.xadd(settings.redis_key("alerts"), {"alert": encoded},
                               maxlen=settings.alerts_stream_maxlen, approximate=True)
             results = await pipe.execute()
         except (RedisError, OSError) as exc:

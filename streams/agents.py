@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,26 +151,33 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         triggers and wait until Kafka has them (all repeat-safe: stable ids)."""
         if not any(rounds):
             return
+        # each alert encoded once, for the Redis stream and for Kafka (per mirror: a customer
+        # may be in several rounds)
+        encoded = {id(m): [wire.dumps(alert) for alert in m.alerts]
+                   for mirrors in rounds for m in mirrors.values()}
         await write_profiles(client, [
             ProfileWrite(user_id, m.version, profile_fields(m.counts, m.updated_at, m.view),
-                         m.alerts)
+                         encoded[id(m)])
             for mirrors in rounds for user_id, m in mirrors.items()
         ], settings, mirrored)
         # straight to the app's producer (the topics are declared above): Faust's per-message
         # send machinery costs more than the alert itself, and a backfill announces many
         producer = app.producer
         sent = []
+        by_group: Counter[str] = Counter()
         for mirrors in rounds:
             for user_id, m in mirrors.items():
                 key = user_id.encode()
-                for alert in m.alerts:
-                    metrics.segment_changes.labels(alert["group"]).inc()
+                for alert, value in zip(m.alerts, encoded[id(m)], strict=True):
+                    by_group[alert["group"]] += 1
                     sent.append(await producer.send(settings.segment_changes_topic, key,
-                                                    wire.dumps(alert), None, None, None))
+                                                    value, None, None, None))
                     for trigger in campaign_triggers(campaigns, alert):
                         sent.append(await producer.send(
                             settings.campaign_triggers_topic, key, wire.dumps(trigger),
                             None, None, None))
+        for group, n in by_group.items():
+            metrics.segment_changes.labels(group).inc(n)
         for future in sent:
             await future
 
