@@ -32,6 +32,9 @@ def luhn_complete(body: str) -> str:
     ("公司电话(010) 8888 6666转客服", "8888 6666"),
     ("海外来电+86 10 8888 6666", "8888 6666"),
     ("Tel13800138000", "13800138000"),
+    # right after a card whose tail reads as a landline (found by the importer property test)
+    ("工单备注：6200 0000 0000 0100 206，1300 000 0000。", "1300 000 0000"),
+    ("6200 0000 0000 0100 206,1300 000 0000", "1300 000 0000"),
 ])
 def test_phones_in_any_grouping(text, raw):
     out = scrub_text(text)
