@@ -209,7 +209,7 @@ def _remember(seg: SegState | None, cause: str, by: str,
         first = alerts[0]
         recent.append({"cause": cause, "by": by, "w": write,
                        "moves": [[a["group"], a["old"], a["new"]] for a in alerts],
-                       "traits": first["traits"], "at": first["event_time"],
+                       "traits": dict(first["traits"]), "at": first["event_time"],
                        "pt": first["processing_time"], "late": first["late"],
                        "hist": first["historical"], "rv": first["rule_version"],
                        "v": first["v"]})
