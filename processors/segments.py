@@ -335,18 +335,12 @@ def _compile(node: Criteria) -> Predicate:
     if op in ("is_null", "not_null"):
         null = op == "is_null"
         return lambda values, hist, as_of: (values.get(name) is None) == null
-    compare = _COMPARE.get(op)
-    if compare is None:
+    if op not in _COMPARE:
         return lambda values, hist, as_of: False
+    compare = _slow_compare(op)
 
     def condition(values: dict[str, Any], hist: Any, as_of: datetime) -> bool:
-        actual = values.get(name)
-        if actual is None:
-            return False
-        try:
-            return bool(compare(actual, expected))
-        except (TypeError, ValueError, ArithmeticError):
-            return False
+        return compare(values.get(name), expected)
     return condition
 
 
@@ -355,6 +349,8 @@ _FAST_TYPES = (int, float)
 
 
 def _slow_compare(op: str) -> Callable[[Any, Any], bool]:
+    """The guarded comparison of ``op`` (both evaluators): an unknown (None) value, or one
+    whose comparison raises, is False."""
     compare = _COMPARE[op]
 
     def slow(actual: Any, expected: Any) -> bool:
