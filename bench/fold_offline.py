@@ -4,7 +4,7 @@ worker would, packed into envelopes of 500 records per partition (4 partitions) 
 with a dict as the table; each value encoded as the changelog write does.
 
 Prints microseconds per event for ingest and for the fold (best of ``REPS`` runs, default 3),
-with the garbage collector as the worker sets it (``streams.worker.GC_THRESHOLDS``) and, with
+with the garbage collector as the worker sets it (``streams.gc_tuning.GC_THRESHOLDS``) and, with
 ``GC=default``, as CPython's defaults. A measurement aid for the fold's pure cost (what py-spy
 of a worker shows as ``EnvelopeFold.fold``), not a benchmark of the worker:
 ``.venv/bin/python bench/fold_offline.py``.
@@ -28,7 +28,7 @@ from custpulse.schemas import wire
 from custpulse.schemas.envelope import partition_for
 from custpulse.schemas.mapping import load_mappings
 from custpulse.schemas.segments import load_library
-from custpulse.streams.worker import GC_THRESHOLDS
+from custpulse.streams.gc_tuning import GC_THRESHOLDS
 
 CUSTOMERS = int(os.environ.get("BENCH_BACKFILL_CUSTOMERS", "23000"))
 REPS = int(os.environ.get("REPS", "3"))

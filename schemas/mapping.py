@@ -99,6 +99,9 @@ class FieldMapping:
     identity_state: tuple[str, ...] = ()
     classes: dict[str, str] = field(default_factory=dict)
     nested: dict[str, NestedFields] = field(default_factory=dict)
+    plans: dict[tuple[str, ...], Any] = field(
+        default_factory=dict, compare=False, repr=False, hash=False)
+    """:func:`standardize`'s reading plans by key tuple (a cache; see :func:`_plan_of`)."""
 
     def class_of(self, canon: str) -> str | None:
         """The data class of a canonical field (see :data:`CLASSES`), or None if undeclared."""
@@ -183,6 +186,8 @@ def normalize_value(value: str) -> str:
 
 
 def _clean_text(value: str) -> str:
+    if value.isascii():  # NFKC leaves ASCII as it is
+        return value.strip()
     return unicodedata.normalize("NFKC", value).strip()
 
 
@@ -425,15 +430,90 @@ def standardize(
     lost a ``duplicate_field`` contest, under their original keys. Naive times are read in
     ``zone``.
     """
+    try:
+        items = list(record.items())
+    except Exception:  # noqa: BLE001 (a broken mapping is data, not a crash)
+        return {EXTRA: {}}, [FieldProblem("wrong_type", "", "the record is not a readable mapping")]
+    plan = _plan_of(items, mapping)
+    if plan is None:
+        return _standardize_items(items, mapping, zone)
+    reads, extra_at = plan
+    problems: list[FieldProblem] = []
+    out: dict[str, object] = {}
+    for canon, kind, index, time_format, table in reads:
+        value = items[index][1]
+        if kind == "string" and type(value) is str and value.isascii():
+            # _coerce_safely's result for ASCII text (NFKC leaves it as it is), inline
+            value = value.strip() or None
+            if value is not None and table is not None:
+                value = table.get(value.casefold(), value)
+            out[canon] = value
+            continue
+        value, problem = _coerce_safely(canon, kind, value, zone, time_format)
+        if problem is not None:
+            problems.append(problem)
+        elif table is not None and isinstance(value, str):
+            value = table.get(normalize_value(value), value)
+        out[canon] = value
+    out[EXTRA] = {items[i][0]: items[i][1] for i in extra_at}
+    return out, problems
+
+
+_PLANS_MAX = 512
+"""Reading plans kept per mapping (distinct key sets seen); past it the cache starts over."""
+_Plan = tuple[tuple[tuple[str, str, int, "str | None", "dict[str, str] | None"], ...],
+              tuple[int, ...]]
+
+
+def _plan_of(items: list[tuple[Any, Any]], mapping: FieldMapping) -> _Plan | None:
+    """How to read records with exactly these keys in this order: per canonical field present
+    (in mapping order) its type, the position of its item, its time format and value table;
+    and the positions of the items no alias matches (``extra``). None when the general path
+    must decide: a key that is not text, or two keys for one canonical field (a contest for
+    the first non-empty value, reported as ``duplicate_field``). A record read by its plan
+    gives what :func:`_standardize_items` gives (tests/unit/test_mapping_plan.py)."""
+    keys = tuple(key for key, _ in items)
+    for key in keys:
+        if type(key) is not str:
+            return None
+    plans = mapping.plans
+    plan = plans.get(keys)
+    if plan is None:
+        plan = _make_plan(keys, mapping)
+        if len(plans) >= _PLANS_MAX:
+            plans.clear()
+        plans[keys] = plan
+    return plan or None
+
+
+def _make_plan(keys: tuple[str, ...], mapping: FieldMapping) -> _Plan | tuple[()]:
+    at: dict[str, int] = {}
+    extra_at = []
+    for index, key in enumerate(keys):
+        canon = mapping.canonical_name(key)
+        if canon is None:
+            extra_at.append(index)
+        elif canon in at:
+            return ()  # a contest: the general path
+        else:
+            at[canon] = index
+    reads = tuple(
+        (canon, kind, at[canon], mapping.time_formats.get(canon),
+         mapping.values.get(canon) or None)
+        for canon, kind in mapping.types.items() if canon in at
+    )
+    return reads, tuple(extra_at)
+
+
+def _standardize_items(
+    items: list[tuple[Any, Any]], mapping: FieldMapping, zone: tzinfo
+) -> tuple[dict[str, object], list[FieldProblem]]:
+    """:func:`standardize` of a record's items, by the general path (any keys)."""
     problems: list[FieldProblem] = []
     chosen: dict[str, object] = {}
     names: dict[str, list[str]] = {}
     winner: dict[str, Any] = {}
     extra: dict[Any, Any] = {}
-    try:
-        items = list(record.items())
-    except Exception:  # noqa: BLE001 (a broken mapping is data, not a crash)
-        return {EXTRA: {}}, [FieldProblem("wrong_type", "", "the record is not a readable mapping")]
     for key, value in items:
         canon = _canonical_of(key, mapping)
         if canon is None:

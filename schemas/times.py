@@ -115,12 +115,13 @@ def _read(
                             zone, time_format)
     if not isinstance(value, str):
         return None, UNREADABLE
-    text = unicodedata.normalize("NFKC", value).strip()
+    ascii_text = value.isascii()  # NFKC leaves ASCII as it is; CJK dates are not ASCII
+    text = (value if ascii_text else unicodedata.normalize("NFKC", value)).strip()
     if not text:
         return None, UNREADABLE
     if _NUMBER.fullmatch(text):
         return _from_number(Decimal(text), zone, time_format)
-    moment = _from_text(text, zone)
+    moment = _from_text(text, zone, cjk=not ascii_text)
     return (moment, None) if moment is not None else (None, UNREADABLE)
 
 
@@ -165,8 +166,8 @@ def _compact_date(number: Decimal, zone: tzinfo) -> tuple[datetime | None, str |
     return datetime(day.year, day.month, day.day, tzinfo=zone), None
 
 
-def _from_text(text: str, zone: tzinfo) -> datetime | None:
-    match = _CJK_DATE.fullmatch(text)  # 2024年3月15日 10时30分
+def _from_text(text: str, zone: tzinfo, cjk: bool = True) -> datetime | None:
+    match = _CJK_DATE.fullmatch(text) if cjk else None  # 2024年3月15日 10时30分
     if match:
         y, mo, d, h, mi, s = (int(g) if g else 0 for g in match.groups())
         try:

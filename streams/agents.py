@@ -351,7 +351,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             count += 1
         # What lives now (mostly the recovered table: acyclic state, freed by reference
         # counting when replaced) is left out of every later full collection of the garbage
-        # collector; see streams/worker.py GC_THRESHOLDS.
+        # collector; see streams/gc_tuning.py GC_THRESHOLDS.
         gc.freeze()
         log.info("deadline index rebuilt for %d customers", count)
 

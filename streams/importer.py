@@ -40,6 +40,7 @@ from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.mapping import FieldMapping, load_mapping, load_mappings
 from custpulse.settings import SOURCES, Settings
 from custpulse.streams.admin import ensure_topics, kafka_unreachable
+from custpulse.streams.gc_tuning import collector_tuned
 
 _MESSAGES = {
     "not_json": "line is not valid JSON",
@@ -244,7 +245,7 @@ def import_many(
     for item in inputs:
         if item.source not in SOURCES:
             raise InputError(f"Unknown source {item.source!r}: use one of {', '.join(SOURCES)}.")
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool, collector_tuned():
         # the topics are checked (and created) on the network while the files are read
         topics = pool.submit(ensure_topics, settings)
         mappings = dict(mappings or {})

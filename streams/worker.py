@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 
@@ -15,25 +14,13 @@ from custpulse.settings import Settings
 from custpulse.streams.admin import check_events_partitions, check_redis, ensure_topics
 from custpulse.streams.app import create_app
 from custpulse.streams.client_logs import cap_client_logs
+from custpulse.streams.gc_tuning import GC_THRESHOLDS, tune_gc
 from custpulse.streams.ingest_worker import IngestWorker
 from custpulse.streams.metrics import create_metrics
 
+__all__ = ["GC_THRESHOLDS", "run_worker", "tune_gc"]
+
 log = logging.getLogger("custpulse.worker")
-
-GC_THRESHOLDS = (700, 10, 1000)
-"""Python's cyclic garbage collector, tuned for a process that holds a large table: young
-generations as CPython's defaults; a full collection (which walks every live object: ~0.4 s
-for 23,000 customers' state, minutes of pauses over a backfill) at most once per 1,000
-collections of the middle generation (~7 million allocations) instead of 10. The state itself
-is acyclic (dicts, lists, numbers, text) and freed by reference counting; only cycles made by
-the client libraries wait longer for collection. Measured in the offline fold of the bench's
-backfill: ~30 % of the fold's time with the defaults, ~0 with these."""
-
-
-def tune_gc() -> None:
-    """Apply :data:`GC_THRESHOLDS` (once per process, at start)."""
-    gc.set_threshold(*GC_THRESHOLDS)
-
 
 def run_worker(settings: Settings, log_level: str | None = None) -> int:
     """Run until SIGTERM/SIGINT. Raises ServiceUnavailable (one sentence) if Kafka or Redis

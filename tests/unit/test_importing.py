@@ -219,3 +219,42 @@ def test_the_importers_loop_runner_works_inside_a_running_loop():
         return _run(answer())
 
     assert _run(answer()) == 42 and asyncio.run(caller()) == 42
+
+
+def _dictreader_rows(text: str) -> list[ImportRow]:
+    """The reference: what ``csv.DictReader`` reads (the importer's reader before it was
+    rewritten on ``csv.reader``)."""
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    out = []
+    for number, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
+        if None in row:
+            cells = [str(v) for k, v in row.items() if k is not None] + list(row[None])
+            out.append(ImportRow(number, error="csv_extra_fields", raw=",".join(cells)))
+            continue
+        out.append(ImportRow(number, record={k: (v if v != "" else None)
+                                             for k, v in row.items()}))
+    return out
+
+
+_CELLS = st.sampled_from(["", "a", "b", "客户", " x ", '"q"', "1,2", "line\nbreak", "c"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_CELLS, max_size=6), max_size=8), st.booleans())
+def test_csv_reader_reads_as_dictreader(table, crlf) -> None:
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n" if crlf else "\n")
+    for cells in table:
+        if cells:
+            writer.writerow(cells)
+        else:
+            out.write("\n")  # a blank line
+    text = out.getvalue()
+    got = parse_rows(text.encode(), "csv")
+    want = _dictreader_rows(text)
+    assert [(r.row_number, r.record, r.error, r.raw) for r in got] == [
+        (r.row_number, r.record, r.error, r.raw) for r in want]
+    assert [list(r.record or {}) for r in got] == [list(r.record or {}) for r in want]

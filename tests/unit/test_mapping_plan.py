@@ -1,0 +1,97 @@
+"""``standardize`` reads records whose keys it has seen before by a cached plan; the plan must
+give exactly what the general path gives, for any keys, values and order (hypothesis)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from custpulse.schemas.mapping import (
+    _standardize_items,
+    load_mapping,
+    standardize,
+)
+from custpulse.settings import SOURCES
+
+ZONE = ZoneInfo("Asia/Shanghai")
+MAPPINGS = {source: load_mapping(source) for source in SOURCES}
+
+
+def _names(source: str) -> list[str]:
+    """Source field names the mapping knows (raw spellings, several per canonical field,
+    so that two keys can contest one field), plus names it does not know."""
+    mapping = MAPPINGS[source]
+    known = sorted(mapping.aliases)
+    spelled = [name.upper() for name in known[:5]] + [f" {known[0]} "]
+    return known + spelled + ["note", "备注", "event_id", "x" * 3]
+
+
+VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**20, 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.decimals(allow_nan=False, places=2, min_value=-10**6, max_value=10**6),
+    st.sampled_from(["", " ", "2024-03-15 10:30:00", "2024年3月15日", "2024-03-15T02:30:00Z",
+                     "20240315", "1710470000", "¥1,299.00", "12.5元", "3次", "已支付", "paid",
+                     " APP ", "官网", "是", "no", "[1, 2]", '{"a": 1}', "C0001", "１２３"]),
+    st.text(max_size=12),
+    st.lists(st.integers(0, 3), max_size=2),
+    st.dictionaries(st.sampled_from(["sku", "qty", "名称"]), st.integers(0, 5), max_size=2),
+    st.just(datetime(2024, 3, 15, 10, 30)), st.just(datetime(2024, 3, 15, tzinfo=UTC)),
+    st.just(Decimal("NaN")),
+)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> tuple[str, dict[object, object]]:
+    source = draw(st.sampled_from(SOURCES))
+    keys = draw(st.lists(st.sampled_from(_names(source)), max_size=10, unique=True))
+    return source, {key: draw(st.one_of(VALUES, st.sampled_from(_categories(source))))
+                    for key in keys}
+
+
+def _categories(source: str) -> list[str]:
+    """Values the mapping's value tables know, spelled as a source may (case, width, space)."""
+    found = sorted({raw for table in MAPPINGS[source].values.values() for raw in table})
+    return found + [f" {raw.upper()} " for raw in found[:8]] or ["none"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(records(), st.randoms())
+def test_plan_equals_general_path(case: tuple[str, dict[object, object]], rnd) -> None:
+    source, record = case
+    mapping = MAPPINGS[source]
+    items = list(record.items())
+    rnd.shuffle(items)
+    record = dict(items)
+    expected = _standardize_items(list(record.items()), mapping, ZONE)
+    # twice: the first call makes the plan, the second reads by it
+    assert standardize(record, mapping, ZONE) == expected
+    assert standardize(record, mapping, ZONE) == expected
+    assert list(standardize(record, mapping, ZONE)[0]) == list(expected[0])  # field order
+
+
+def test_plan_is_used_and_bounded() -> None:
+    mapping = load_mapping("orders")
+    record = {"客户ID": "C1", "订单号": "SO1", "下单时间": "2024-03-15 10:30:00", "备注": "x"}
+    fields, problems = standardize(record, mapping, ZONE)
+    assert tuple(record) in mapping.plans
+    assert fields["user_id"] == "C1" and fields["extra"] == {"备注": "x"} and not problems
+    for n in range(2000):  # hostile: a new key set per record
+        standardize({f"k{n}": 1, "客户ID": "C1"}, mapping, ZONE)
+    assert len(mapping.plans) <= 512
+
+
+def test_contests_and_odd_keys_take_the_general_path() -> None:
+    mapping = load_mapping("orders")
+    contest = {"客户ID": "", "user_id": "C2"}
+    fields, problems = standardize(contest, mapping, ZONE)
+    assert fields["user_id"] == "C2" and [p.code for p in problems] == ["duplicate_field"]
+    assert standardize(contest, mapping, ZONE) == _standardize_items(
+        list(contest.items()), mapping, ZONE)
+    odd = {1: "a", True: "b", "客户ID": "C3"}
+    assert standardize(odd, mapping, ZONE) == _standardize_items(list(odd.items()), mapping, ZONE)
+    assert (1, True, "客户ID") not in mapping.plans
