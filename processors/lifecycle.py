@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from custpulse.processors.alerts import alert_id, segment_alert
-from custpulse.processors.profile import view_and_changes, view_later
+from custpulse.processors.profile import view_and_changes, view_step
 from custpulse.processors.segments import (
     Evaluation,
     evaluate,
@@ -77,12 +77,6 @@ class Base:
     window_change: datetime | None
     relevant_change: datetime | None = None
     next_relevant: datetime | None = None
-
-    def usable_at(self, as_of: datetime) -> bool:
-        """Whether :func:`~custpulse.processors.profile.view_later` may derive the view at
-        ``as_of`` from this one (no window change in between; the profile unchanged is the
-        caller's part)."""
-        return self.at <= as_of and (self.window_change is None or as_of < self.window_change)
 
 
 def _at(text: Any) -> datetime | None:
@@ -134,12 +128,13 @@ def decide(
     freshness horizon) are marked ``historical``. ``by``: the record that made this
     evaluation (default: ``cause``), remembered for re-sending; ``write``: the version of the
     table write that will carry this evaluation (retention of remembered alerts). ``base``: the
-    view of an earlier evaluation of the same, unchanged profile (a time-only step); used when
-    no window change lies in between, with the same result as computing the view anew.
+    view of an earlier evaluation of the same, unchanged profile (a time-only step): only the
+    values that move with time are then computed again (the same result as computing the
+    view anew: :func:`~custpulse.processors.profile.view_step`).
     """
-    if base is not None and profile is not None and base.usable_at(as_of):
-        view = view_later(base.view, profile, as_of)
-        window_change, relevant_change = base.window_change, base.relevant_change
+    if base is not None and profile is not None and base.at <= as_of:
+        view, window_change, relevant_change = view_step(
+            base.view, profile, as_of, read_windows(library))
     else:
         view, window_change, relevant_change = view_and_changes(
             profile, as_of, read_windows(library))

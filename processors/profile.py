@@ -500,8 +500,73 @@ def view_and_changes(
     """``(view, next window change, next change of the given windows)``: the last counts
     only ``windows`` (a subset of :data:`WINDOWS`; None: all) and complaint closings."""
     state = _current(s, in_place=False) if s is not None else new_profile()
-    orders, act, funnel, service, master = (
-        state["orders"], state["activity"], state["funnel"], state["service"], state["master"])
+    orders, act, funnel, master = (
+        state["orders"], state["activity"], state["funnel"], state["master"])
+    register_date = master.get("register_date")
+    register_date = None if register_date is None else register_date[1]
+    timed, best, chosen = _timed(state, as_of, windows, register_date, s is not None)
+    n, priced = orders["n"], orders["priced"]
+    view: dict[str, Any] = {
+        "as_of": timed["as_of"],
+        "orders_total": n, "monetary_total": orders["cents"] / 100,
+        "first_order_at": _iso(orders["first"]), "last_order_at": _iso(orders["last"]),
+        # mean of the observed amounts, rounded half-up to the cent (exact integers)
+        "avg_order_value": ((2 * orders["cents"] + priced) // (2 * priced)) / 100
+        if priced else None,
+        "mean_interpurchase_days": (
+            round((orders["last"] - orders["first"]) / 86_400_000 / (n - 1), 6) if n > 1 else None
+        ),
+        "returns_total": orders["returns"], "refunds_total": orders["refunds"],
+        "return_rate": round((orders["returns"] + orders["refunds"]) / n, 6) if n else None,
+        "recency_days": timed["recency_days"],
+        "frequency_30d": timed["frequency_30d"], "monetary_30d": timed["monetary_30d"],
+        "frequency_90d": timed["frequency_90d"], "monetary_90d": timed["monetary_90d"],
+        "frequency_365d": timed["frequency_365d"], "monetary_365d": timed["monetary_365d"],
+        "last_seen_at": _iso(act["last"]),
+        "inactive_days": timed["inactive_days"],
+        "visits_7d": timed["visits_7d"], "visits_30d": timed["visits_30d"],
+        "active_channels": timed["active_channels"],
+        "funnel_browse": funnel["browse"], "funnel_add_to_cart": funnel["add_to_cart"],
+        "funnel_order": 1 if n else 0, "funnel_repurchase": max(0, n - 1),
+        "funnel_latest_step": _latest_step(orders, funnel),
+    }
+    for name in _SERVICE_FIELDS:
+        view[name] = timed[name]
+    for name in MASTER_FIELDS:
+        known = master.get(name)
+        view[name] = None if known is None else known[1]
+    view["days_since_register"] = timed["days_since_register"]
+    return view, best, chosen
+
+
+_SERVICE_FIELDS = ("tickets_total", "complaints_total", "open_complaints", "satisfaction_mean",
+                   "handling_minutes_mean")
+
+
+def view_step(
+    view: dict[str, Any], s: ProfileState, as_of: datetime,
+    windows: frozenset[tuple[str, int]] | None,
+) -> tuple[dict[str, Any], datetime | None, datetime | None]:
+    """:func:`view_and_changes` of ``s`` at ``as_of`` from ``view``, the view of the same
+    state at an earlier time (no event folded into ``s`` since; tickets may have been retired,
+    which changes no value): only the values that move with time alone are computed again
+    (windowed counts and sums, days since a timestamp, active channels, the service values),
+    the rest is ``view``'s. The same result as :func:`view_and_changes`, key order included
+    (tests/unit/test_profile_step.py); the time-only steps of a replay take this path."""
+    state = _current(s, in_place=False)
+    timed, best, chosen = _timed(state, as_of, windows, view["register_date"], True)
+    out = dict(view)
+    out.update(timed)
+    return out, best, chosen
+
+
+def _timed(
+    state: ProfileState, as_of: datetime, windows: frozenset[tuple[str, int]] | None,
+    register_date: Any, changes: bool,
+) -> tuple[dict[str, Any], datetime | None, datetime | None]:
+    """The view values that change with time alone, as of ``as_of``, with the next window
+    change and the next change of ``windows`` (both None unless ``changes``)."""
+    orders, act, service = state["orders"], state["activity"], state["service"]
     # Window edges as hour indexes (exact integers): bucket h is inside the window of N days
     # when h > floor_N, and leaves it when floor_N reaches h, at h * 1 h + N days.
     start = math.floor(as_of.timestamp() / RESOLUTION_S) * RESOLUTION_S  # window_start(as_of)
@@ -542,42 +607,23 @@ def view_and_changes(
                 n7 += 1
                 if low7 is None or h < low7:
                     low7 = h
-    view: dict[str, Any] = {"as_of": to_iso(as_of)}
-    n, priced = orders["n"], orders["priced"]
-    view.update(
-        orders_total=n, monetary_total=orders["cents"] / 100,
-        first_order_at=_iso(orders["first"]), last_order_at=_iso(orders["last"]),
-        # mean of the observed amounts, rounded half-up to the cent (exact integers)
-        avg_order_value=((2 * orders["cents"] + priced) // (2 * priced)) / 100 if priced else None,
-        mean_interpurchase_days=(
-            round((orders["last"] - orders["first"]) / 86_400_000 / (n - 1), 6) if n > 1 else None
-        ),
-        returns_total=orders["returns"], refunds_total=orders["refunds"],
-        return_rate=round((orders["returns"] + orders["refunds"]) / n, 6) if n else None,
-        recency_days=_round(_days(as_of, orders["last"])),
-        frequency_30d=c30, monetary_30d=m30 / 100,
-        frequency_90d=c90, monetary_90d=m90 / 100,
-        frequency_365d=c365, monetary_365d=m365 / 100,
-    )
-    view["last_seen_at"] = _iso(act["last"])
-    view["inactive_days"] = _round(_days(as_of, act["last"]))
-    view["visits_7d"] = n7
-    view["visits_30d"] = n30
     channel_floor = (start - CHANNEL_WINDOW_DAYS * 86400) * 1000
-    view["active_channels"] = sorted(c for c, t in act["channels"].items() if t > channel_floor)
-    view.update(
-        funnel_browse=funnel["browse"], funnel_add_to_cart=funnel["add_to_cart"],
-        funnel_order=1 if n else 0, funnel_repurchase=max(0, n - 1),
-        funnel_latest_step=_latest_step(orders, funnel),
-    )
-    view.update(_service_view(service, as_of))
-    for name in MASTER_FIELDS:
-        known = master.get(name)
-        view[name] = None if known is None else known[1]
-    register = _register_time(view["register_date"]) if view["register_date"] else None
-    view["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
-    if s is None:
-        return view, None, None
+    register = _register_time(register_date) if register_date else None
+    timed: dict[str, Any] = {
+        "as_of": to_iso(as_of),
+        "recency_days": _round(_days(as_of, orders["last"])),
+        "frequency_30d": c30, "monetary_30d": m30 / 100,
+        "frequency_90d": c90, "monetary_90d": m90 / 100,
+        "frequency_365d": c365, "monetary_365d": m365 / 100,
+        "inactive_days": _round(_days(as_of, act["last"])),
+        "visits_7d": n7, "visits_30d": n30,
+        "active_channels": sorted(c for c, t in act["channels"].items() if t > channel_floor),
+        "days_since_register": _round(
+            _days(as_of, None if register is None else _ms(register))),
+    }
+    timed.update(_service_view(service, as_of))
+    if not changes:
+        return timed, None, None
     at_us = (as_of - _EPOCH) // _MICROSECOND  # exact: _dt(c) > as_of <=> c * 1000 > at_us
     # the earliest departure (epoch ms) of any window, and of the windows asked for; a bucket
     # inside a window always leaves it after as_of, the check only guards the arithmetic
@@ -600,7 +646,7 @@ def view_and_changes(
                 best = c
             if chosen is None or c < chosen:
                 chosen = c
-    return (view, None if best is None else _dt(best), None if chosen is None else _dt(chosen))
+    return timed, None if best is None else _dt(best), None if chosen is None else _dt(chosen)
 
 
 def last_window_change(s: ProfileState, as_of: datetime, until: datetime) -> datetime | None:
@@ -623,28 +669,6 @@ def last_window_change(s: ProfileState, as_of: datetime, until: datetime) -> dat
             if at_us < at * 1000 <= until_us and (best is None or at > best):
                 best = at
     return None if best is None else _dt(best)
-
-
-def view_later(view: dict[str, Any], s: ProfileState, as_of: datetime) -> dict[str, Any]:
-    """:func:`profile_view` of ``s`` at ``as_of``, from ``view``, its view at an earlier time
-    ``t``, when no event was folded into ``s`` since ``t`` and no window change lies in
-    ``(t, as_of]`` (``as_of`` is before :func:`next_window_change` at ``t``): the windowed
-    counts and open complaints are then those of ``view``; the values measured from a timestamp
-    (``recency_days``, ``inactive_days``, ``days_since_register``) and ``active_channels`` are
-    computed again. Retiring tickets in between changes no value of the view."""
-    state = _current(s, in_place=False)
-    orders, act = state["orders"], state["activity"]
-    out = dict(view)
-    out["as_of"] = to_iso(as_of)
-    out["recency_days"] = _round(_days(as_of, orders["last"]))
-    out["inactive_days"] = _round(_days(as_of, act["last"]))
-    start = math.floor(as_of.timestamp() / RESOLUTION_S) * RESOLUTION_S
-    channel_floor = (start - CHANNEL_WINDOW_DAYS * 86400) * 1000
-    out["active_channels"] = sorted(c for c, t in act["channels"].items() if t > channel_floor)
-    register = _register_time(view["register_date"]) if view["register_date"] else None
-    out["days_since_register"] = _round(_days(as_of, None if register is None else _ms(register)))
-    out.update(_service_view(state["service"], as_of))  # open complaints: ms rounding of as_of
-    return out
 
 
 def _round(value: float | None) -> float | None:
