@@ -34,7 +34,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
@@ -441,22 +441,73 @@ def standardize(
     problems: list[FieldProblem] = []
     out: dict[str, object] = {}
     for canon, kind, index, time_format, table in reads:
-        value = items[index][1]
-        if kind == "string" and type(value) is str and value.isascii():
-            # _coerce_safely's result for ASCII text (NFKC leaves it as it is), inline
-            value = value.strip() or None
-            if value is not None and table is not None:
-                value = table.get(value.casefold(), value)
-            out[canon] = value
-            continue
-        value, problem = _coerce_safely(canon, kind, value, zone, time_format)
+        value, problem = _read_value(canon, kind, items[index][1], zone, time_format, table)
         if problem is not None:
             problems.append(problem)
-        elif table is not None and isinstance(value, str):
-            value = table.get(normalize_value(value), value)
         out[canon] = value
     out[EXTRA] = {items[i][0]: items[i][1] for i in extra_at}
     return out, problems
+
+
+def _read_value(
+    canon: str, kind: str, value: object, zone: tzinfo, time_format: str | None,
+    table: dict[str, str] | None,
+) -> tuple[object, FieldProblem | None]:
+    """One canonical field's value from its only source value: coerced, then value-mapped."""
+    if kind == "string" and type(value) is str and value.isascii():
+        # _coerce_safely's result for ASCII text (NFKC leaves it as it is), inline
+        value = value.strip() or None
+        if value is not None and table is not None:
+            value = table.get(value.casefold(), value)
+        return value, None
+    value, problem = _coerce_safely(canon, kind, value, zone, time_format)
+    if problem is None and table is not None and isinstance(value, str):
+        value = table.get(normalize_value(value), value)
+    return value, problem
+
+
+_READ_CACHE_MAX = 65_536
+
+
+def field_reader(
+    mapping: FieldMapping, keys: tuple[Any, ...], fields: Collection[str], zone: tzinfo
+) -> Callable[[Mapping[Any, Any]], dict[str, object]] | None:
+    """For records with exactly ``keys``: a function giving the canonical ``fields`` of a
+    record as :func:`standardize` gives them for the record restricted to the keys that map
+    to ``fields`` (what a reader of a few fields of many rows of one file needs: an import
+    reads user id, time and ids of every row). Text values of text fields are read once per
+    distinct value. None when a key is not text or two keys map to one of ``fields`` (then
+    only :func:`standardize` decides)."""
+    picked = []
+    for key in keys:
+        if type(key) is not str:
+            return None
+        if mapping.canonical_name(key) in fields:
+            picked.append(key)
+    plan = _plan_of([(key, None) for key in picked], mapping)
+    if plan is None:
+        return None
+    steps = tuple((canon, kind, picked[index], time_format, table)
+                  for canon, kind, index, time_format, table in plan[0])
+    seen: dict[tuple[str, str], object] = {}
+
+    def read(record: Mapping[Any, Any]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for canon, kind, key, time_format, table in steps:
+            value = record[key]
+            if kind == "string" and type(value) is str:
+                known = seen.get((canon, value), seen)
+                if known is seen:
+                    known = _read_value(canon, kind, value, zone, time_format, table)[0]
+                    if len(seen) >= _READ_CACHE_MAX:
+                        seen.clear()
+                    seen[(canon, value)] = known
+                out[canon] = known
+            else:
+                out[canon] = _read_value(canon, kind, value, zone, time_format, table)[0]
+        return out
+
+    return read
 
 
 _PLANS_MAX = 512
@@ -700,7 +751,8 @@ def _to_time(value: object, zone: tzinfo, time_format: str | None = None) -> _Co
             "time could not be read (use 'YYYY-MM-DD HH:MM:SS', ISO 8601, or declare the "
             "format of numbers under time_formats)"
         )
-    moment.astimezone(UTC)  # raises (-> reported) when the time has no UTC equivalent
+    if not 1 < moment.year < 9999:  # offsets are under a day: only these years can overflow
+        moment.astimezone(UTC)  # raises (-> reported) when the time has no UTC equivalent
     return moment, None
 
 

@@ -119,7 +119,7 @@ def _read(
     text = (value if ascii_text else unicodedata.normalize("NFKC", value)).strip()
     if not text:
         return None, UNREADABLE
-    if _NUMBER.fullmatch(text):
+    if ":" not in text and _NUMBER.fullmatch(text):  # (a number has no colon, a time has)
         return _from_number(Decimal(text), zone, time_format)
     moment = _from_text(text, zone, cjk=not ascii_text)
     return (moment, None) if moment is not None else (None, UNREADABLE)

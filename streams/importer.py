@@ -272,14 +272,16 @@ def import_many(
     # CSV cells are text or missing, which msgspec writes as the standard library does (compact);
     # JSON lines may hold NaN, which only the standard library writes back as it came
     encode = [wire.dumps if item.fmt == "csv" else _json_bytes for item in inputs]
+    topic_of = [settings.topic(item.source) for item in inputs]
     for index, row in stream:
-        item = inputs[index]
-        if row.record is None:
-            sends.append((settings.deadletter_topic, None, _dead_letter(settings, item, row)))
+        record, key = row.record, row.key
+        if record is None:
+            sends.append((settings.deadletter_topic, None,
+                          _dead_letter(settings, inputs[index], row)))
             owners.append((index, True))
             continue
-        sends.append((settings.topic(item.source), None if row.key is None else row.key.encode(),
-                      encode[index](row.record)))
+        sends.append((topic_of[index], None if key is None else key.encode(),
+                      encode[index](record)))
         owners.append((index, False))
     with tqdm(total=len(sends), desc=label, unit="row", disable=not progress,
               file=sys.stderr) as bar:

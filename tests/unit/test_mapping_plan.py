@@ -95,3 +95,21 @@ def test_contests_and_odd_keys_take_the_general_path() -> None:
     odd = {1: "a", 2.5: "b", "客户ID": "C3"}
     assert standardize(odd, mapping, ZONE) == _standardize_items(list(odd.items()), mapping, ZONE)
     assert (1, 2.5, "客户ID") not in mapping.plans
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.data())
+def test_field_reader_equals_standardize_of_the_picked_keys(case, data) -> None:
+    from custpulse.schemas.mapping import field_reader  # noqa: PLC0415
+    source, record = case
+    mapping = MAPPINGS[source]
+    wanted = set(data.draw(st.lists(st.sampled_from(sorted(set(mapping.types))), max_size=5)))
+    reader = field_reader(mapping, tuple(record), wanted, ZONE)
+    part = {k: v for k, v in record.items() if mapping.canonical_name(k) in wanted}
+    expected, _ = standardize(part, mapping, ZONE)
+    expected.pop("extra")
+    if reader is None:  # a contest among the picked keys: standardize alone decides
+        assert len({mapping.canonical_name(k) for k in part}) < len(part)
+        return
+    assert reader(record) == expected
+    assert reader(dict(record)) == expected  # read again: from the cache of seen values
