@@ -137,7 +137,7 @@ def _ms(moment: datetime) -> int:
 
 
 def _dt(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
+    return _EPOCH + timedelta(0, 0, 0, ms)  # (days, seconds, microseconds, milliseconds)
 
 
 def _hour(ms: int) -> int:
@@ -539,6 +539,8 @@ def view_and_changes(
     return view, best, chosen
 
 
+_HOURS_PER_DAY = 86400 // RESOLUTION_S
+
 _SERVICE_FIELDS = ("tickets_total", "complaints_total", "open_complaints", "satisfaction_mean",
                    "handling_minutes_mean")
 
@@ -569,11 +571,12 @@ def _timed(
     orders, act, service = state["orders"], state["activity"], state["service"]
     # Window edges as hour indexes (exact integers): bucket h is inside the window of N days
     # when h > floor_N, and leaves it when floor_N reaches h, at h * 1 h + N days.
-    start = math.floor(as_of.timestamp() / RESOLUTION_S) * RESOLUTION_S  # window_start(as_of)
-    now_ms = _ms(as_of)
-    f30 = (start - 30 * 86400) // RESOLUTION_S  # the windows of ORDER_WINDOWS_DAYS, inline
-    f90 = (start - 90 * 86400) // RESOLUTION_S
-    f365 = (start - 365 * 86400) // RESOLUTION_S
+    ts = as_of.timestamp()
+    later_ms = ts * 1000  # as _days and _ms compute it (the same float)
+    hour = math.floor(ts / RESOLUTION_S)  # window_start(as_of), in hours
+    f30 = hour - 30 * _HOURS_PER_DAY  # the windows of ORDER_WINDOWS_DAYS, inline
+    f90 = hour - 90 * _HOURS_PER_DAY
+    f365 = hour - 365 * _HOURS_PER_DAY
     c30 = c90 = c365 = m30 = m90 = m365 = 0
     low30 = low90 = low365 = None
     for key, (count, money) in orders["buckets"].items():
@@ -593,33 +596,40 @@ def _timed(
                     m30 += money
                     if low30 is None or h < low30:
                         low30 = h
-    v7 = (start - 7 * 86400) // RESOLUTION_S  # VISIT_WINDOWS_DAYS
-    v30 = (start - 30 * 86400) // RESOLUTION_S
     n7 = n30 = 0
     low7 = lowv30 = None
-    for key in act["hours"]:
-        h = int(key)
-        if h > v30:
-            n30 += 1
-            if lowv30 is None or h < lowv30:
-                lowv30 = h
-            if h > v7:
-                n7 += 1
-                if low7 is None or h < low7:
-                    low7 = h
-    channel_floor = (start - CHANNEL_WINDOW_DAYS * 86400) * 1000
+    if act["hours"]:
+        v7 = hour - 7 * _HOURS_PER_DAY  # VISIT_WINDOWS_DAYS
+        v30 = hour - 30 * _HOURS_PER_DAY
+        for key in act["hours"]:
+            h = int(key)
+            if h > v30:
+                n30 += 1
+                if lowv30 is None or h < lowv30:
+                    lowv30 = h
+                if h > v7:
+                    n7 += 1
+                    if low7 is None or h < low7:
+                        low7 = h
+    channels = act["channels"]
+    if channels:
+        channel_floor = (hour * RESOLUTION_S - CHANNEL_WINDOW_DAYS * 86400) * 1000
+        active = sorted(c for c, t in channels.items() if t > channel_floor)
+    else:
+        active = []
     register = _register_time(register_date) if register_date else None
+    last, seen = orders["last"], act["last"]
     timed: dict[str, Any] = {
         "as_of": to_iso(as_of),
-        "recency_days": _round(_days(as_of, orders["last"])),
+        "recency_days": None if last is None else round((later_ms - last) / 86_400_000, 6),
         "frequency_30d": c30, "monetary_30d": m30 / 100,
         "frequency_90d": c90, "monetary_90d": m90 / 100,
         "frequency_365d": c365, "monetary_365d": m365 / 100,
-        "inactive_days": _round(_days(as_of, act["last"])),
+        "inactive_days": None if seen is None else round((later_ms - seen) / 86_400_000, 6),
         "visits_7d": n7, "visits_30d": n30,
-        "active_channels": sorted(c for c, t in act["channels"].items() if t > channel_floor),
-        "days_since_register": _round(
-            _days(as_of, None if register is None else _ms(register))),
+        "active_channels": active,
+        "days_since_register": None if register is None else round(
+            (later_ms - _ms(register)) / 86_400_000, 6),
     }
     timed.update(_service_view(service, as_of))
     if not changes:
@@ -639,6 +649,7 @@ def _timed(
             best = c
         if (windows is None or window in windows) and (chosen is None or c < chosen):
             chosen = c
+    now_ms = int(round(later_ms))  # _ms(as_of)
     for tk in service["tickets"].values():  # complaints closing later
         c = tk["closed"]
         if c is not None and c > now_ms and _is_complaint(tk) and c * 1000 > at_us:
