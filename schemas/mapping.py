@@ -454,12 +454,20 @@ def _read_value(
     table: dict[str, str] | None,
 ) -> tuple[object, FieldProblem | None]:
     """One canonical field's value from its only source value: coerced, then value-mapped."""
-    if kind == "string" and type(value) is str and value.isascii():
-        # _coerce_safely's result for ASCII text (NFKC leaves it as it is), inline
-        value = value.strip() or None
-        if value is not None and table is not None:
-            value = table.get(value.casefold(), value)
-        return value, None
+    if type(value) is str and value.isascii():
+        if kind == "string":
+            # _coerce_safely's result for ASCII text (NFKC leaves it as it is), inline
+            value = value.strip() or None
+            if value is not None and table is not None:
+                value = table.get(value.casefold(), value)
+            return value, None
+        if kind == "time" and ":" in value and (time_format is None
+                                                or time_format in TIME_FORMATS):
+            # _to_time's result for ISO 8601 and "YYYY-MM-DD HH:MM[:SS]" text, inline; other
+            # text (and these when unreadable) go the whole way
+            moment = _iso_time(value.strip(), zone)
+            if moment is not None:
+                return moment, None
     value, problem = _coerce_safely(canon, kind, value, zone, time_format)
     if problem is None and table is not None and isinstance(value, str):
         value = table.get(normalize_value(value), value)
@@ -754,6 +762,20 @@ def _to_time(value: object, zone: tzinfo, time_format: str | None = None) -> _Co
     if not 1 < moment.year < 9999:  # offsets are under a day: only these years can overflow
         moment.astimezone(UTC)  # raises (-> reported) when the time has no UTC equivalent
     return moment, None
+
+
+def _iso_time(text: str, zone: tzinfo) -> datetime | None:
+    """``text`` read by :func:`datetime.fromisoformat` (naive: in ``zone``) when that is what
+    :func:`_to_time` would give, else None (then it decides)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    if 1 < moment.year < 9999 and moment.utcoffset() is not None:
+        return moment
+    return None
 
 
 def _to_list(value: object, zone: tzinfo) -> _Coerced:

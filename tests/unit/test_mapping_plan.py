@@ -36,7 +36,11 @@ VALUES = st.one_of(
     st.decimals(allow_nan=False, places=2, min_value=-10**6, max_value=10**6),
     st.sampled_from(["", " ", "2024-03-15 10:30:00", "2024年3月15日", "2024-03-15T02:30:00Z",
                      "20240315", "1710470000", "¥1,299.00", "12.5元", "3次", "已支付", "paid",
-                     " APP ", "官网", "是", "no", "[1, 2]", '{"a": 1}', "C0001", "１２３"]),
+                     " APP ", "官网", "是", "no", "[1, 2]", '{"a": 1}', "C0001", "１２３",
+                     "2024-03-15T10:30:00+08:00", "0001-01-01T00:00:00+08:00",
+                     "9999-12-31T23:59:59-08:00", "0001-01-01 00:00:00", "2024-02-30 10:00:00",
+                     "10:30", "2024-03-15 10:30", " 2024-03-15 10:30:00 ", "2024/03/15 10:30:00",
+                     "2024-03-15T10:30:00.123456Z", "1710470000:5", "2024-03-15 10:30:00 PM"]),
     st.text(max_size=12),
     st.lists(st.integers(0, 3), max_size=2),
     st.dictionaries(st.sampled_from(["sku", "qty", "名称"]), st.integers(0, 5), max_size=2),
@@ -49,8 +53,17 @@ VALUES = st.one_of(
 def records(draw: st.DrawFn) -> tuple[str, dict[object, object]]:
     source = draw(st.sampled_from(SOURCES))
     keys = draw(st.lists(st.sampled_from(_names(source)), max_size=10, unique=True))
-    return source, {key: draw(st.one_of(VALUES, st.sampled_from(_categories(source))))
+    return source, {key: draw(st.one_of(VALUES, st.sampled_from(_categories(source)),
+                                        st.sampled_from(TIMES)))
                     for key in keys}
+
+
+TIMES = ["2024-03-15 10:30:00", "2024-03-15T10:30:00+08:00", "0001-01-01T00:00:00+08:00",
+         "9999-12-31T23:59:59-08:00", "0001-01-01 00:00:00", "9999-12-31 23:59:59",
+         "2024-02-30 10:00:00", "10:30", "2024-03-15 10:30", " 2024-03-15 10:30:00 ",
+         "2024/03/15 10:30:00", "2024-03-15T10:30:00.123456Z", "1710470000:5",
+         "2024-03-15 10:30:00 PM", "2024-03-10 02:30:00", "２０２４-03-15 10:30:00"]
+"""Time texts at the edges: offsets past year 1 and 9999, impossible dates, other spellings."""
 
 
 def _categories(source: str) -> list[str]:
@@ -113,3 +126,14 @@ def test_field_reader_equals_standardize_of_the_picked_keys(case, data) -> None:
         return
     assert reader(record) == expected
     assert reader(dict(record)) == expected  # read again: from the cache of seen values
+
+
+def test_every_edge_time_text_reads_as_the_general_path() -> None:
+    for source, mapping in MAPPINGS.items():
+        for alias, canon in mapping.aliases.items():
+            if mapping.types.get(canon) != "time":
+                continue
+            for text in TIMES + [t.replace(" ", "T") for t in TIMES]:
+                record = {alias: text, "note": "x"}
+                assert standardize(record, mapping, ZONE) == _standardize_items(
+                    list(record.items()), mapping, ZONE), (source, alias, text)
