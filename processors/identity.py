@@ -149,7 +149,7 @@ def business_key_id(source: str, fields: Mapping[str, Any], mapping: FieldMappin
     if not mapping.identity_key:
         return None
     key = {name: fields.get(name) for name in mapping.identity_key}
-    if any(_is_missing(value) for value in key.values()):
+    if any(is_missing(value) for value in key.values()):
         return None
     state = {name: fields.get(name) for name in mapping.identity_state}
     return scoped_id(source, "k", {**state, **key})
@@ -161,7 +161,7 @@ def canonical_content(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {
         name: value
         for name, value in fields.items()
-        if name not in (EXTRA, OWN_ID_FIELD) and not _is_missing(value)
+        if name not in (EXTRA, OWN_ID_FIELD) and not is_missing(value)
     }
 
 
@@ -204,7 +204,7 @@ def has_keyed_id(record: Mapping[Any, Any], fields: Mapping[str, Any],
     if own_id_text(record, fields) is not None:
         return True
     return bool(mapping.identity_key) and not any(
-        _is_missing(fields.get(name)) for name in mapping.identity_key)
+        is_missing(fields.get(name)) for name in mapping.identity_key)
 
 
 def event_identity(
@@ -233,5 +233,6 @@ def event_identity(
     raise ValueError("a record without its own id or business key needs an occurrence or position")
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """A value an id cannot be made of: missing, or text that is only blanks."""
     return value is None or (isinstance(value, str) and not value.strip())

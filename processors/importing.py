@@ -36,10 +36,12 @@ from custpulse.processors.identity import (
     content_fingerprint,
     content_id,
     has_keyed_id,
+    is_missing,
     keyed_event_id,
+    own_id_text,
 )
 from custpulse.schemas.events import EVENT_TIME_FIELDS
-from custpulse.schemas.mapping import FieldMapping, field_reader, standardize
+from custpulse.schemas.mapping import FieldMapping, column_reader, standardize
 
 FileFormat = Literal["csv", "jsonl"]
 
@@ -239,32 +241,13 @@ def prepare(
                 picks[keys] = chosen
         return {k: record[k] for k in chosen}
 
-    prepared: list[ImportRow] = []
-    last_keys: tuple[Any, ...] | None = None
-    reader = None
-    for row in rows:
-        if row.record is None:
-            prepared.append(row)
-            continue
-        record = row.record
-        if not keyed_ids:
-            # the fields that decide key, time and whether the row has an id of its own first
-            # (read by one reader while the keys stay the same: every row of a CSV file)
-            keys = tuple(record)
-            if keys != last_keys:
-                last_keys, reader = keys, field_reader(mapping, keys, needed, zone)
-            fields = (reader(record) if reader is not None
-                      else standardize(pick(record), mapping, zone)[0])
-            if has_keyed_id(record, fields, mapping):
-                # the row goes out as it came: its record, not a copy (nothing changes it)
-                prepared.append(ImportRow(row.row_number, record=record,
-                                          event_time=_event_time(source, fields),
-                                          key=_user_key(fields)))
-                continue
+    def full(row: ImportRow) -> ImportRow:
+        """The row with its content id (or the id it has by itself), through the identity
+        view."""
         # here, not at the top: the PII policy (phone number data, detectors) is ~0.1 s of
         # start-up that an import of rows with their own ids never needs
         from custpulse.processors.policy import identity_view, own_id_view  # noqa: PLC0415
-        record = dict(record)
+        record = dict(row.record or {})
         fields, _ = standardize(record, mapping, zone)
         hashed = identity_view(fields, mapping, secret, secret_version)
         event_id = keyed_event_id(source, own_id_view(record, secret, secret_version),
@@ -274,15 +257,98 @@ def prepare(
             seen[fingerprint] = seen.get(fingerprint, 0) + 1
             event_id = content_id(source, hashed, seen[fingerprint])
             record[OWN_ID_FIELD] = event_id
-        prepared.append(
-            ImportRow(
-                row.row_number, record=record, event_time=_event_time(source, fields),
-                event_id=event_id, key=_user_key(fields),
-            )
-        )
+        return ImportRow(row.row_number, record=record, event_time=_event_time(source, fields),
+                         event_id=event_id, key=_user_key(fields))
+
+    prepared: list[ImportRow] = []
+    if keyed_ids:
+        prepared = [row if row.record is None else full(row) for row in rows]
+    else:
+        # the fields that decide key, time and whether the row has an id of its own first,
+        # by columns over each run of rows with the same keys (every row of a CSV file); rows
+        # with an id of their own go out as they came: their record, not a copy
+        for run in _runs(rows):
+            if run[0].record is None:
+                prepared.extend(run)
+                continue
+            for row, keyed, event_time, key in _keyed_rows(run, mapping, needed, pick, zone):
+                prepared.append(ImportRow(row.row_number, row.record, None, event_time,
+                                          None, None, key) if keyed else full(row))
     if keep_order:
         return prepared
     return sorted(prepared, key=_sort_key)
+
+
+def _runs(rows: Sequence[ImportRow]) -> Iterable[list[ImportRow]]:
+    """``rows`` in file order as runs: each unreadable row alone, readable rows in runs of
+    consecutive records with the same keys in the same order."""
+    run: list[ImportRow] = []
+    keys: tuple[Any, ...] | None = None
+    for row in rows:
+        if row.record is None:
+            if run:
+                yield run
+                run, keys = [], None
+            yield [row]
+            continue
+        row_keys = tuple(row.record)
+        if row_keys != keys and run:
+            yield run
+            run = []
+        keys = row_keys
+        run.append(row)
+    if run:
+        yield run
+
+
+def _keyed_rows(
+    run: list[ImportRow], mapping: FieldMapping, needed: set[str],
+    pick: Callable[[dict[Any, Any]], dict[Any, Any]], zone: tzinfo,
+) -> Iterable[tuple[ImportRow, bool, datetime | None, str | None]]:
+    """Per row of a run (readable rows with the same keys): the row, whether it has an id of
+    its own (:func:`~custpulse.processors.identity.has_keyed_id`), its event time and its key,
+    read by :func:`~custpulse.schemas.mapping.column_reader` when the keys allow (then as
+    :func:`~custpulse.schemas.mapping.standardize` reads them), else row by row."""
+    source = mapping.source
+    records = [row.record or {} for row in run]
+    read = column_reader(mapping, tuple(records[0]), needed, zone)
+    if read is None:
+        for row, record in zip(run, records, strict=True):
+            fields = standardize(pick(record), mapping, zone)[0]
+            yield (row, has_keyed_id(record, fields, mapping), _event_time(source, fields),
+                   _user_key(fields))
+        return
+    columns = read(records)
+    count = len(records)
+    times: list[Any] = [None] * count
+    for name in reversed(EVENT_TIME_FIELDS[source]):  # the first readable one wins
+        column = columns.get(name)
+        if column is not None:
+            times = [value if isinstance(value, datetime) else earlier
+                     for value, earlier in zip(column, times, strict=True)]
+    users = columns.get("user_id")
+    keys = [None] * count if users is None else [_user_key_of(value) for value in users]
+    if OWN_ID_FIELD in records[0] or OWN_ID_FIELD in columns:
+        own = columns.get(OWN_ID_FIELD) or [None] * count
+        has_own = [own_id_text(record, {OWN_ID_FIELD: value}) is not None
+                   for record, value in zip(records, own, strict=True)]
+    else:  # neither the raw record nor the mapping has an own id
+        has_own = [False] * count
+    identity = [columns.get(name) for name in mapping.identity_key]
+    if identity and all(column is not None for column in identity):
+        # has_keyed_id's business key: every identity field read and not missing
+        has_key = [not any(is_missing(value) for value in values)
+                   for values in zip(*identity, strict=True)]
+    else:
+        has_key = [False] * count
+    for index, row in enumerate(run):
+        yield row, has_own[index] or has_key[index], times[index], keys[index]
+
+
+def _user_key_of(value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()
 
 
 def _event_time(source: str, fields: dict[str, Any]) -> datetime | None:
@@ -294,10 +360,7 @@ def _event_time(source: str, fields: dict[str, Any]) -> datetime | None:
 
 
 def _user_key(fields: dict[str, Any]) -> str | None:
-    value = fields.get("user_id")
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return value.strip()
+    return _user_key_of(fields.get("user_id"))
 
 
 def merge_by_event_time(

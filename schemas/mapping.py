@@ -34,7 +34,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
@@ -486,17 +486,9 @@ def field_reader(
     reads user id, time and ids of every row). Text values of text fields are read once per
     distinct value. None when a key is not text or two keys map to one of ``fields`` (then
     only :func:`standardize` decides)."""
-    picked = []
-    for key in keys:
-        if type(key) is not str:
-            return None
-        if mapping.canonical_name(key) in fields:
-            picked.append(key)
-    plan = _plan_of([(key, None) for key in picked], mapping)
-    if plan is None:
+    steps = _field_steps(mapping, keys, fields)
+    if steps is None:
         return None
-    steps = tuple((canon, kind, picked[index], time_format, table)
-                  for canon, kind, index, time_format, table in plan[0])
     seen: dict[tuple[str, str], object] = {}
 
     def read(record: Mapping[Any, Any]) -> dict[str, object]:
@@ -513,6 +505,63 @@ def field_reader(
                 out[canon] = known
             else:
                 out[canon] = _read_value(canon, kind, value, zone, time_format, table)[0]
+        return out
+
+    return read
+
+
+def _field_steps(
+    mapping: FieldMapping, keys: tuple[Any, ...], fields: Collection[str]
+) -> tuple[tuple[str, str, str, str | None, dict[str, str] | None], ...] | None:
+    """Per canonical field of ``fields`` that ``keys`` feed (mapping order): ``(canonical
+    name, type, raw key, time format, value table)``; None when :func:`standardize` alone
+    decides (a key that is not text, two keys for one of ``fields``)."""
+    picked = []
+    for key in keys:
+        if type(key) is not str:
+            return None
+        if mapping.canonical_name(key) in fields:
+            picked.append(key)
+    plan = _plan_of([(key, None) for key in picked], mapping)
+    if plan is None:
+        return None
+    return tuple((canon, kind, picked[index], time_format, table)
+                 for canon, kind, index, time_format, table in plan[0])
+
+
+_TEXT_OR_NONE = frozenset((str, type(None)))
+_MUTABLE_KINDS = frozenset(("list", "json"))
+"""Types read into values a caller could change: read per cell, never shared between rows."""
+
+
+def column_reader(
+    mapping: FieldMapping, keys: tuple[Any, ...], fields: Collection[str], zone: tzinfo
+) -> Callable[[Sequence[Mapping[Any, Any]]], dict[str, list[object]]] | None:
+    """:func:`field_reader` by columns: for records that all have exactly ``keys``, a function
+    giving per canonical field of ``fields`` the list of its values, record by record, equal
+    to ``[field_reader(...)(record)[field] for record in records]``. A column of text (or
+    missing) cells, such as every column of a CSV file, reads each distinct cell once (values
+    of the types ``list`` and ``json`` excepted: they are not shared); other columns cell by
+    cell (``1``, ``1.0`` and ``True`` are equal keys of a dict, not equal
+    values). None when :func:`field_reader` would be None."""
+    steps = _field_steps(mapping, keys, fields)
+    if steps is None:
+        return None
+
+    def read(records: Sequence[Mapping[Any, Any]]) -> dict[str, list[object]]:
+        out: dict[str, list[object]] = {}
+        for canon, kind, key, time_format, table in steps:
+            column = [record[key] for record in records]
+            if kind not in _MUTABLE_KINDS and set(map(type, column)) <= _TEXT_OR_NONE:
+                distinct = dict.fromkeys(column)
+                if len(distinct) < len(column):
+                    for value in distinct:
+                        distinct[value] = _read_value(canon, kind, value, zone, time_format,
+                                                      table)[0]
+                    out[canon] = [distinct[value] for value in column]
+                    continue
+            out[canon] = [_read_value(canon, kind, value, zone, time_format, table)[0]
+                          for value in column]
         return out
 
     return read

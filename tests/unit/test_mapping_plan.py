@@ -137,3 +137,47 @@ def test_every_edge_time_text_reads_as_the_general_path() -> None:
                 record = {alias: text, "note": "x"}
                 assert standardize(record, mapping, ZONE) == _standardize_items(
                     list(record.items()), mapping, ZONE), (source, alias, text)
+
+
+CELLS = st.one_of(st.none(), st.sampled_from(TIMES), st.sampled_from(["", " ", "C1", " c1 ", "１２３",
+                                                                      "已支付", "paid", "1,299.00"]))
+"""Cells as a CSV file gives them (text or missing), chosen from few so that rows repeat them."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(records(), st.data())
+def test_column_reader_equals_the_field_reader_row_by_row(case, data) -> None:
+    """Columns read once per distinct cell give, row by row, what the field reader gives: the
+    same values of the same types (``1`` and ``True`` are equal keys but not equal values)."""
+    from custpulse.schemas.mapping import column_reader, field_reader  # noqa: PLC0415
+    source, first = case
+    mapping = MAPPINGS[source]
+    wanted = set(data.draw(st.lists(st.sampled_from(sorted(set(mapping.types))), max_size=5)))
+    keys = tuple(first)
+    text_only = data.draw(st.booleans())
+    cells = CELLS if text_only else st.one_of(CELLS, VALUES)
+    rows = [first] + [{key: data.draw(cells) for key in keys}
+                      for _ in range(data.draw(st.integers(0, 6)))]
+    read = column_reader(mapping, keys, wanted, ZONE)
+    reader = field_reader(mapping, keys, wanted, ZONE)
+    if reader is None:
+        assert read is None
+        return
+    columns = read(rows)
+    expected = [reader(row) for row in rows]
+    assert sorted(columns) == sorted(expected[0]) if expected[0] else not columns
+    for name, column in columns.items():
+        got = [(type(value), value) for value in column]
+        assert got == [(type(row[name]), row[name]) for row in expected]
+
+
+def test_column_reader_does_not_share_lists_between_rows() -> None:
+    from custpulse.schemas.mapping import column_reader  # noqa: PLC0415
+    mapping = load_mapping("orders")
+    name = "items"
+    assert mapping.types[name] == "list"
+    key = next(alias for alias, canon in mapping.aliases.items() if canon == name)
+    read = column_reader(mapping, (key,), {name}, ZONE)
+    assert read is not None
+    first, second = read([{key: "[1, 2]"}, {key: "[1, 2]"}])[name]
+    assert first == second and first is not second
