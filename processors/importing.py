@@ -276,7 +276,7 @@ def prepare(
                                           None, None, key) if keyed else full(row))
     if keep_order:
         return prepared
-    return sorted(prepared, key=_sort_key)
+    return by_event_time(prepared)
 
 
 def _runs(rows: Sequence[ImportRow]) -> Iterable[list[ImportRow]]:
@@ -398,10 +398,14 @@ def _merge_key(row: ImportRow, index: int, rank: int) -> tuple[int, float, int, 
     return (0, row.event_time.timestamp(), index, rank)
 
 
-def _sort_key(row: ImportRow) -> tuple[int, float, int]:
-    if row.event_time is None:
-        return (1, 0.0, row.row_number)
-    return (0, row.event_time.timestamp(), row.row_number)
+def by_event_time(rows: list[ImportRow]) -> list[ImportRow]:
+    """``rows`` sorted by event time (its instant: ``timestamp()``, so wall-clock times that
+    repeat when clocks go back sort as they happened), stable; rows without a time last, in
+    their order."""
+    timed = [row for row in rows if row.event_time is not None]
+    stamps = [row.event_time.timestamp() for row in timed]  # type: ignore[union-attr]
+    order = sorted(range(len(timed)), key=stamps.__getitem__)
+    return [timed[index] for index in order] + [row for row in rows if row.event_time is None]
 
 
 def record_key(record: dict[str, Any]) -> str | None:

@@ -41,6 +41,7 @@ from custpulse.schemas.mapping import FieldMapping, load_mapping, load_mappings
 from custpulse.settings import SOURCES, Settings
 from custpulse.streams.admin import ensure_topics, kafka_unreachable
 from custpulse.streams.gc_tuning import collector_tuned
+from custpulse.streams.partitioning import partition_of
 
 _MESSAGES = {
     "not_json": "line is not valid JSON",
@@ -97,11 +98,12 @@ class ImportProducer:
         ``bar`` (tqdm) advances per send handed to the producer.
 
         Rows are appended to one batch per partition (the default partitioner's murmur2 of the
-        key, as any Kafka producer places it; a keyless row on a random partition), and every
-        :data:`FLUSH_ROWS` rows all open batches are handed over together, so the sender puts
-        every partition in one request and the partitions advance side by side in send order.
-        That costs a few microseconds a row instead of ``send()``'s future and callbacks. A
-        row too large for a batch goes through ``send()`` on its own, after the open batches."""
+        key, as any Kafka producer places it: :mod:`custpulse.streams.partitioning`; a keyless
+        row on a random partition), and every :data:`FLUSH_ROWS` rows all open batches are
+        handed over together, so the sender puts every partition in one request and the
+        partitions advance side by side in send order. That costs a few microseconds a row
+        instead of ``send()``'s future and callbacks. A row too large for a batch goes through
+        ``send()`` on its own, after the open batches."""
         s = self.settings
         producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap, client_id="custpulse-import", acks="all",
@@ -147,9 +149,9 @@ class ImportProducer:
                     partition = partitioner(None, partitions[topic], partitions[topic])
                 else:
                     partition = placed.get((topic, key), -1)
-                    if partition < 0:
-                        partition = placed[(topic, key)] = partitioner(
-                            key, partitions[topic], partitions[topic])
+                    if partition < 0:  # as the default partitioner places it
+                        every = partitions[topic]
+                        partition = placed[(topic, key)] = every[partition_of(key, len(every))]
                 entry = open_batches.get((topic, partition))
                 if entry is None:
                     entry = open_batches[(topic, partition)] = (producer.create_batch(), [])
