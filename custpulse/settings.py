@@ -9,11 +9,21 @@ Names in the environment (the public contract, see docs/contract.md):
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from custpulse.errors import ConfigError
 
@@ -26,12 +36,28 @@ SOURCES: tuple[str, ...] = ("customers", "behavior", "orders", "tickets")
 """The four raw input sources; each has its own topic ``<prefix><source>``."""
 
 
-class Settings(BaseSettings):
-    """Frozen settings. Build with :func:`load_settings` to get readable errors."""
+class Settings(BaseModel):
+    """Frozen settings. Build with :func:`load_settings` to get readable errors.
 
-    model_config = SettingsConfigDict(
-        env_prefix="CUSTPULSE_", frozen=True, extra="ignore", populate_by_name=True
-    )
+    ``Settings(**values)`` takes ``values`` by field name and every other field from the
+    environment (:func:`env_name`; names are matched without regard to case), else its
+    default: what pydantic-settings' ``BaseSettings`` with the prefix ``CUSTPULSE_`` did, without
+    its ~0.15 s of import at every command's start."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        environment = {name.upper(): value for name, value in os.environ.items()}
+        out = dict(data)
+        for name in cls.model_fields:
+            variable = env_name(name)
+            if name not in data and variable not in data and variable in environment:
+                out[name] = environment[variable]
+        return out
 
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092",

@@ -135,8 +135,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_worker(settings, args.log_level)
     if args.command == "import":
+        import logging  # noqa: PLC0415
+
         from custpulse.streams.importer import files_in_dir, import_files
 
+        # the import reports what went wrong in its own words (one sentence, the summary
+        # lines); the Kafka client's connection warnings would only repeat it
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         files = import_inputs(args.inputs)
         if args.folder is not None:
             files += files_in_dir(args.folder)

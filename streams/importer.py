@@ -39,7 +39,6 @@ from custpulse.schemas import wire
 from custpulse.schemas.deadletter import deadletter_record
 from custpulse.schemas.mapping import FieldMapping, load_mapping, load_mappings
 from custpulse.settings import SOURCES, Settings
-from custpulse.streams.admin import ensure_topics, kafka_unreachable
 from custpulse.streams.gc_tuning import collector_tuned
 from custpulse.streams.partitioning import partition_of
 
@@ -112,9 +111,19 @@ class ImportProducer:
         )
         try:
             await producer.start()
+            # on this connection: kafka-python (the admin client) only when a topic is missing
+            known = (await producer.client.fetch_all_metadata()).topics()
         except (KafkaError, OSError) as exc:
             await producer.stop()
+            from custpulse.streams.admin import kafka_unreachable  # noqa: PLC0415
             raise kafka_unreachable(s) from exc
+        if not {topic for topic, _, _ in sends} <= known:
+            from custpulse.streams.admin import ensure_topics  # noqa: PLC0415
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, ensure_topics, s)
+            except BaseException:
+                await producer.stop()
+                raise
         results: list[BaseException | None] = [None] * len(sends)
         waits: list[tuple[Any, list[int]]] = []  # (delivery future, the rows it carries)
         try:
@@ -247,9 +256,7 @@ def import_many(
     for item in inputs:
         if item.source not in SOURCES:
             raise InputError(f"Unknown source {item.source!r}: use one of {', '.join(SOURCES)}.")
-    with ThreadPoolExecutor(max_workers=1) as pool, collector_tuned():
-        # the topics are checked (and created) on the network while the files are read
-        topics = pool.submit(ensure_topics, settings)
+    with collector_tuned():
         mappings = dict(mappings or {})
         for item in inputs:
             if item.source not in mappings:
@@ -260,7 +267,6 @@ def import_many(
                     secret_version=settings.pii_secret_version, keyed_ids=False)
             for item in inputs
         ]
-        topics.result()
     # one file: prepare's order already is the send order (the merge would keep it)
     stream = ([(0, row) for row in prepared[0]] if len(prepared) == 1
               else merge_by_event_time(prepared, keep_order))

@@ -56,6 +56,27 @@ def test_topics_and_lag_list_our_topics(settings: Settings, tmp_path):
     assert result.stdout.strip().endswith("total lag 2")  # nobody consumed yet
 
 
+def test_import_creates_missing_topics_with_our_partitions(settings: Settings, tmp_path):
+    """A first import into a fresh prefix: the topic it sends to did not exist, and comes out
+    with CUSTPULSE_PARTITIONS partitions (created by custpulse, not by the broker)."""
+    data = tmp_path / "o.csv"
+    data.write_text("user_id,order_id,order_time,amount\nU1,SO1,2024-01-01 10:00:00,5\n")
+    result = run_cli(settings, "import", "orders", str(data), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "sent 1," in result.stdout
+    topics = run_cli(settings, "topics").stdout.splitlines()
+    line = next(x for x in topics if x.startswith(settings.topic("orders")))
+    assert line.split()[1:] == ["4", "1"]
+
+
+def test_import_without_kafka_is_one_sentence(settings: Settings, tmp_path):
+    data = tmp_path / "o.csv"
+    data.write_text("user_id,order_id,order_time,amount\nU1,SO1,2024-01-01 10:00:00,5\n")
+    result = run_cli(settings, "import", "orders", str(data), "--no-progress",
+                     KAFKA_BOOTSTRAP="127.0.0.1:1", timeout=90)
+    _one_sentence(result, "Cannot reach Kafka at 127.0.0.1:1", "make stack-up")
+
+
 def test_worker_refuses_the_development_secret_outside_dev(settings: Settings):
     from custpulse.settings import DEV_PII_SECRET
 
