@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Literal
 
+from custpulse.errors import InputError
 from custpulse.processors.identity import (
     OWN_ID_FIELD,
     content_fingerprint,
@@ -99,7 +100,9 @@ def parse_rows(data: bytes, fmt: FileFormat) -> list[ImportRow]:
     """Parse a whole file. Unreadable rows are kept with an ``error`` code, never dropped.
 
     Error codes: ``not_json`` (a JSONL line that is not JSON), ``not_object`` (JSON that is not
-    an object), ``csv_extra_fields`` (a CSV row with more cells than the header).
+    an object), ``csv_extra_fields`` (a CSV row with more cells than the header),
+    ``csv_unreadable`` (a CSV row the csv module cannot read: a cell over
+    :data:`CSV_CELL_MAX` characters).
 
     >>> [r.error or r.record for r in parse_rows(b'{"user_id": "U1"}\\n[1]\\n{oops\\n', "jsonl")]
     [{'user_id': 'U1'}, 'not_object', 'not_json']
@@ -128,13 +131,41 @@ def _parse_csv(text: str) -> Iterable[ImportRow]:
     are skipped and not numbered; a short row's missing cells are missing; a repeated header
     name keeps its first place and its last cell), by ``csv.reader`` and ``zip``: a third of
     the cost (tests/unit/test_importing.py compares the two)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, CSV_CELL_MAX))
+    try:
+        yield from _csv_rows(csv.reader(io.StringIO(text, newline="")))
+    finally:
+        csv.field_size_limit(limit)
+
+
+CSV_CELL_MAX = 8 * 1024 * 1024
+"""Characters a CSV cell may hold (the csv module's own limit, 131,072, is lifted to this while
+a file is read); a row with a larger cell is a ``csv_unreadable`` row, the rest of the file is
+read on."""
+
+
+def _csv_rows(reader: Any) -> Iterable[ImportRow]:
+    try:
+        header = next(reader, None)
+    except csv.Error:
+        raise InputError(
+            f"Cannot read the CSV header (a cell over {CSV_CELL_MAX:,} characters): check that "
+            "the file is CSV with its header on the first line."
+        ) from None
     if header is None:
         return
     width = len(header)
     number = 0
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader, None)
+        except csv.Error:
+            number += 1
+            yield ImportRow(number, error="csv_unreadable", raw="")
+            continue
+        if cells is None:
+            break
         if not cells:
             continue
         number += 1

@@ -100,8 +100,10 @@ class FieldMapping:
     classes: dict[str, str] = field(default_factory=dict)
     nested: dict[str, NestedFields] = field(default_factory=dict)
     plans: dict[tuple[str, ...], Any] = field(
-        default_factory=dict, compare=False, repr=False, hash=False)
-    """:func:`standardize`'s reading plans by key tuple (a cache; see :func:`_plan_of`)."""
+        default_factory=dict, init=False, compare=False, repr=False, hash=False)
+    """:func:`standardize`'s reading plans by key tuple (a cache; see :func:`_plan_of`). Not an
+    argument: a mapping made from another (``dataclasses.replace``) starts with none. The
+    tables above are not to be changed once records were read with a mapping."""
 
     def class_of(self, canon: str) -> str | None:
         """The data class of a canonical field (see :data:`CLASSES`), or None if undeclared."""
@@ -569,6 +571,9 @@ def column_reader(
 
 _PLANS_MAX = 512
 """Reading plans kept per mapping (distinct key sets seen); past it the cache starts over."""
+_PLAN_KEY_CHARS_MAX = 4096
+"""Plans are kept only for key sets of at most this many characters in all, so the cache holds
+at most ~2 M characters of keys however large the records a producer sends."""
 _Plan = tuple[tuple[tuple[str, str, int, "str | None", "dict[str, str] | None"], ...],
               tuple[int, ...]]
 
@@ -588,9 +593,10 @@ def _plan_of(items: list[tuple[Any, Any]], mapping: FieldMapping) -> _Plan | Non
     plan = plans.get(keys)
     if plan is None:
         plan = _make_plan(keys, mapping)
-        if len(plans) >= _PLANS_MAX:
-            plans.clear()
-        plans[keys] = plan
+        if sum(map(len, keys)) <= _PLAN_KEY_CHARS_MAX:  # larger key sets are not kept
+            if len(plans) >= _PLANS_MAX:
+                plans.clear()
+            plans[keys] = plan
     return plan or None
 
 

@@ -46,6 +46,7 @@ _MESSAGES = {
     "not_json": "line is not valid JSON",
     "not_object": "line is JSON but not an object",
     "csv_extra_fields": "row has more cells than the header",
+    "csv_unreadable": "row cannot be read as CSV (a cell over 8 MiB)",
 }
 
 

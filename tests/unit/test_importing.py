@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -10,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from custpulse.errors import InputError
 from custpulse.processors.identity import own_event_id
 from custpulse.processors.importing import (
+    CSV_CELL_MAX,
     ImportRow,
     content_hash,
     detect_format,
@@ -277,3 +280,14 @@ def test_csv_reader_reads_as_dictreader(table, crlf) -> None:
     assert [(r.row_number, r.record, r.error, r.raw) for r in got] == [
         (r.row_number, r.record, r.error, r.raw) for r in want]
     assert [list(r.record or {}) for r in got] == [list(r.record or {}) for r in want]
+
+
+def test_a_csv_cell_too_large_is_one_unreadable_row_and_the_rest_is_read():
+    big = "x" * (CSV_CELL_MAX + 1)
+    rows = parse_rows(f"a,b\n1,{big}\n2,ok\n3,{'y' * 200_000}\n".encode(), "csv")
+    assert [(r.row_number, r.error) for r in rows] == [
+        (1, "csv_unreadable"), (2, None), (3, None)]
+    assert rows[2].record == {"a": "3", "b": "y" * 200_000}  # over the csv module's own limit
+    assert csv.field_size_limit() == 131_072  # restored
+    with pytest.raises(InputError, match="CSV header"):
+        parse_rows(f"{big}\n1,2\n".encode(), "csv")

@@ -181,3 +181,22 @@ def test_column_reader_does_not_share_lists_between_rows() -> None:
     assert read is not None
     first, second = read([{key: "[1, 2]"}, {key: "[1, 2]"}])[name]
     assert first == second and first is not second
+
+
+def test_plans_of_huge_key_sets_are_read_but_not_kept() -> None:
+    mapping = load_mapping("orders")
+    record = {"客户ID": "C1", **{f"k{n}-" + "x" * 200: n for n in range(50)}}
+    fields, problems = standardize(record, mapping, ZONE)
+    assert fields["user_id"] == "C1" and len(fields["extra"]) == 50
+    assert (fields, problems) == _standardize_items(list(record.items()), mapping, ZONE)
+    assert tuple(record) not in mapping.plans
+
+
+def test_a_mapping_made_from_another_starts_without_its_plans() -> None:
+    import dataclasses  # noqa: PLC0415
+    mapping = load_mapping("orders")
+    standardize({"客户ID": "C1", "渠道": "APP"}, mapping, ZONE)
+    assert mapping.plans
+    other = dataclasses.replace(mapping, aliases={**mapping.aliases, "渠道": "user_id"})
+    assert not other.plans
+    assert standardize({"客户ID": "", "渠道": "C9"}, other, ZONE)[0]["user_id"] == "C9"
