@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench lint clean
+.PHONY: setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench bench-churn lint clean
 
 setup: $(STAMP)
 
@@ -47,3 +47,6 @@ clean:
 
 bench: setup stack-up
 	$(BIN)/python bench/run.py
+
+bench-churn: setup
+	$(BIN)/python bench/churn.py

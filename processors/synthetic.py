@@ -37,7 +37,7 @@ import math
 import random
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -524,3 +524,66 @@ def purchase_history(
                                          订单状态=rng.choice(("已退货", "已退款")))))
     rows.sort(key=lambda item: item[0])
     return [row for _, row in rows]
+
+
+def churn_history(
+    customers: int, months: int, end: datetime, seed: int
+) -> tuple[dict[str, list[Row]], dict[str, datetime | None]]:
+    """Orders, behaviour and tickets with a known churn mechanism (for the churn benchmark):
+    records per source (canonical field names and values, times aware UTC ISO 8601, sorted by
+    time) and, per customer, when it churned (None: never).
+
+    Each customer has a weekly purchase rate (lognormal around 0.5) and visits about one and a
+    half times as often as it buys. Week by week, over ``months`` months up to ``end``, it churns
+    (no record after that week) with hazard ``sigmoid(-4.2 + 0.045 * days since the last order
+    + 1.2 * open complaints - 0.6 * orders in the last four weeks)``: rising with recency and
+    complaints, falling with frequency. A week brings a complaint with probability 3 %, open
+    for 1-30 days. Same arguments, same records."""
+    rng = random.Random(seed)
+    start = end - timedelta(days=months * DAYS_PER_MONTH)
+    weeks = int((end - start).days // 7)
+    out: dict[str, list[Row]] = {"orders": [], "behavior": [], "tickets": []}
+    churned: dict[str, datetime | None] = {}
+    for i in range(customers):
+        user_id = f"K{i + 1:06d}"
+        rate = 0.5 * rng.lognormvariate(0.0, 0.7)
+        last_order = start - timedelta(days=rng.uniform(0, 30))
+        recent: list[int] = []  # orders per week, last four weeks
+        complaints: list[datetime] = []  # closing times of complaints
+        churned[user_id] = None
+        for week in range(weeks):
+            t0 = start + timedelta(weeks=week)
+            open_now = sum(1 for closed in complaints if closed > t0)
+            logit = (-4.2 + 0.045 * (t0 - last_order).total_seconds() / 86400
+                     + 1.2 * open_now - 0.6 * sum(recent[-4:]))
+            if week > 0 and rng.random() < 1 / (1 + math.exp(-logit)):
+                churned[user_id] = t0
+                break
+            n_orders = _poisson(rng, rate)
+            for k in range(n_orders):
+                t = t0 + timedelta(seconds=rng.uniform(0, 7 * 86400))
+                out["orders"].append({"user_id": user_id, "order_id": f"{user_id}-{week}-{k}",
+                                      "order_time": t, "amount": round(rng.uniform(20, 600), 2),
+                                      "status": "paid", "channel": "APP"})
+                last_order = max(last_order, t)
+            recent.append(n_orders)
+            for _ in range(_poisson(rng, 1.5 * rate)):
+                t = t0 + timedelta(seconds=rng.uniform(0, 7 * 86400))
+                out["behavior"].append({"user_id": user_id, "behavior_type": "browse",
+                                        "behavior_time": t, "channel": "APP"})
+            if rng.random() < 0.03:
+                t = t0 + timedelta(seconds=rng.uniform(0, 7 * 86400))
+                closed = t + timedelta(days=rng.uniform(1, 30))
+                complaints.append(closed)
+                out["tickets"].append({"user_id": user_id, "ticket_id": f"T{user_id}-{week}",
+                                       "opened_at": t, "closed_at": closed,
+                                       "issue_type": "complaint",
+                                       "satisfaction": rng.randint(1, 3)})
+    times = {"orders": "order_time", "behavior": "behavior_time", "tickets": "opened_at"}
+    for source, rows in out.items():
+        rows.sort(key=lambda row, name=times[source]: (row[name], row["user_id"]))  # type: ignore[misc]
+        for row in rows:
+            for name in ("order_time", "behavior_time", "opened_at", "closed_at"):
+                if name in row:
+                    row[name] = row[name].astimezone(UTC).isoformat()  # type: ignore[attr-defined]
+    return out, churned

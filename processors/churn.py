@@ -1,0 +1,205 @@
+"""Churn: features from the live profile, and labels from the stream. Pure (no I/O, no clock).
+
+**Features** (:func:`features`) are read from a profile view (:func:`custpulse.processors.profile.
+view_and_changes`) as of the scoring time, so they hold only what is known at that event time:
+a view as of ``t`` counts no event later than ``t``. Every feature is a finite float (missing
+values have a stated stand-in and an ``*_known`` flag where the absence itself says something),
+in the units its name says:
+
+=========================  ======================================================================
+``recency_days``           days since the last purchase (none: days since registering, else 0)
+``frequency_30d``          purchases in the last 30 days
+``frequency_90d``          purchases in the last 90 days
+``frequency_trend``        ``frequency_30d`` minus the mean 30 days of the 60 days before it
+``monetary_30d``           spend in the last 30 days, CNY
+``monetary_trend``         ``monetary_30d`` minus the mean 30 days of the 60 days before it, CNY
+``interpurchase_days``     mean days between purchases (fewer than two: 0, see ``..._known``)
+``orders_total``           purchases ever
+``avg_order_value``        mean amount, CNY (none priced: 0)
+``visits_7d``              active hours in the last 7 days
+``visits_30d``             active hours in the last 30 days
+``channels_30d``           channels used in the last 30 days
+``inactive_days``          days since the last activity of any kind (none: as ``recency_days``)
+``funnel_browse``          browse events ever
+``funnel_add_to_cart``     add-to-cart events ever
+``tickets_total``          service tickets ever
+``open_complaints``        complaints open at the scoring time
+``satisfaction``           mean satisfaction (1-5; none rated: 0, see ``..._known``)
+``return_rate``            returns and refunds per purchase
+``member_rank``            0 regular, 1 silver, 2 gold, 3 platinum, 4 diamond (unknown: 0)
+``tenure_days``            days since registering (unknown: 0)
+=========================  ======================================================================
+
+**Labels** (:func:`label_step`): a scored snapshot (the features at a scoring time ``s``, with
+``a``, the customer's last activity at or before ``s``) is *pending* until either
+
+* the customer is active again (an order or any activity) at a time ``t`` with ``t < a + H``:
+  a **negative** example (the customer came back), labelled at ``t``; or
+* event time reaches ``a + H`` with no activity after ``a``: a **positive** example (churned),
+  labelled at ``a + H`` exactly. ``H`` is the churn horizon (default 90 days of event time).
+
+A deadline and an event at the same instant: the deadline is applied first (as the fold does),
+so activity exactly at ``a + H`` comes after a positive label. One snapshot is pending per
+customer: scoring again while one is pending keeps the older one (memory is one snapshot per
+customer). The labels are a function of the customer's events and the times they are scored
+at, not of arrival: a replay labels as live operation did.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+HORIZON_DAYS = 90.0
+"""Default churn horizon: days of event time without an order or any activity."""
+
+FEATURES: tuple[str, ...] = (
+    "recency_days", "frequency_30d", "frequency_90d", "frequency_trend", "monetary_30d",
+    "monetary_trend", "interpurchase_days", "interpurchase_known", "orders_total",
+    "avg_order_value", "visits_7d", "visits_30d", "channels_30d", "inactive_days",
+    "funnel_browse", "funnel_add_to_cart", "tickets_total", "open_complaints", "satisfaction",
+    "satisfaction_known", "return_rate", "member_rank", "tenure_days",
+)
+"""The feature names, in the order every snapshot lists them."""
+
+MEMBER_RANK = {"regular": 0.0, "silver": 1.0, "gold": 2.0, "platinum": 3.0, "diamond": 4.0}
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value) if math.isfinite(value) else default
+
+
+def features(view: dict[str, Any]) -> dict[str, float]:
+    """The churn features of a profile ``view`` (see the module docstring), in
+    :data:`FEATURES` order."""
+    tenure = _number(view.get("days_since_register"))
+    recency = _number(view.get("recency_days"), tenure)
+    f30, f90 = _number(view.get("frequency_30d")), _number(view.get("frequency_90d"))
+    m30, m90 = _number(view.get("monetary_30d")), _number(view.get("monetary_90d"))
+    interpurchase = view.get("mean_interpurchase_days")
+    satisfaction = view.get("satisfaction_mean")
+    level = view.get("member_level")
+    out = {
+        "recency_days": recency,
+        "frequency_30d": f30,
+        "frequency_90d": f90,
+        "frequency_trend": f30 - (f90 - f30) / 2,
+        "monetary_30d": m30,
+        "monetary_trend": m30 - (m90 - m30) / 2,
+        "interpurchase_days": _number(interpurchase),
+        "interpurchase_known": 0.0 if interpurchase is None else 1.0,
+        "orders_total": _number(view.get("orders_total")),
+        "avg_order_value": _number(view.get("avg_order_value")),
+        "visits_7d": _number(view.get("visits_7d")),
+        "visits_30d": _number(view.get("visits_30d")),
+        "channels_30d": float(len(view.get("active_channels") or ())),
+        "inactive_days": _number(view.get("inactive_days"), recency),
+        "funnel_browse": _number(view.get("funnel_browse")),
+        "funnel_add_to_cart": _number(view.get("funnel_add_to_cart")),
+        "tickets_total": _number(view.get("tickets_total")),
+        "open_complaints": _number(view.get("open_complaints")),
+        "satisfaction": _number(satisfaction),
+        "satisfaction_known": 0.0 if satisfaction is None else 1.0,
+        "return_rate": _number(view.get("return_rate")),
+        "member_rank": MEMBER_RANK.get(level, 0.0) if isinstance(level, str) else 0.0,
+        "tenure_days": tenure,
+    }
+    return {name: out[name] for name in FEATURES}
+
+
+def last_active(view: dict[str, Any]) -> datetime | None:
+    """The customer's last activity (order or any behaviour) in a view: the later of
+    ``last_order_at`` and ``last_seen_at``, aware UTC; None before any."""
+    times = [_time(view.get(name)) for name in ("last_order_at", "last_seen_at")]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def _time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A labelled example: the snapshot's features, its label (1 churned, 0 came back), when
+    it was scored and when it was labelled (both aware UTC)."""
+
+    user_id: str
+    features: dict[str, float]
+    label: int
+    scored_at: datetime
+    labelled_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "features": self.features, "label": self.label,
+                "scored_at": _iso(self.scored_at), "labelled_at": _iso(self.labelled_at)}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Example:
+        return cls(str(data["user_id"]), {k: float(v) for k, v in data["features"].items()},
+                   int(data["label"]), _parse(data["scored_at"]), _parse(data["labelled_at"]))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+LabelState = dict[str, Any]
+"""``{"at": <iso scored_at>, "active": <iso last activity>, "features": {...}}`` or None: the
+pending snapshot of one customer (JSON-ready, kept in the customer's table value)."""
+
+
+def snapshot(pending: LabelState | None, view: dict[str, Any], at: datetime) -> LabelState | None:
+    """The pending snapshot after scoring the customer as of ``at`` with ``view``: the one
+    already pending if any (the oldest is kept), else a new one; None while the customer has
+    no activity (nothing to wait for)."""
+    if pending is not None:
+        return pending
+    active = last_active(view)
+    if active is None:
+        return None
+    return {"at": _iso(at), "active": _iso(active), "features": features(view)}
+
+
+def label_deadline(pending: LabelState | None, horizon_days: float = HORIZON_DAYS
+                   ) -> datetime | None:
+    """When the pending snapshot becomes a positive example if nothing happens: its last
+    activity plus the horizon (None: nothing pending)."""
+    if pending is None:
+        return None
+    return _parse(pending["active"]) + timedelta(days=horizon_days)
+
+
+def label_step(
+    pending: LabelState | None, user_id: str, *, until: datetime,
+    active_at: datetime | None = None, horizon_days: float = HORIZON_DAYS,
+) -> tuple[LabelState | None, Example | None]:
+    """Move the pending snapshot to event time ``until``; ``active_at``: the time of activity
+    the customer showed at ``until`` (an order or behaviour event at that time), else None.
+
+    The horizon deadline is applied before activity at the same instant. Returns the pending
+    snapshot left (None once labelled) and the example made, if any."""
+    if pending is None:
+        return None, None
+    deadline = label_deadline(pending, horizon_days)
+    assert deadline is not None
+    scored = _parse(pending["at"])
+    if deadline <= until:
+        return None, Example(user_id, dict(pending["features"]), 1, scored, deadline)
+    if active_at is not None and active_at > _parse(pending["active"]):
+        return None, Example(user_id, dict(pending["features"]), 0, scored, active_at)
+    return pending, None
