@@ -35,7 +35,7 @@ from custpulse.processors.alerts import alert_id, segment_alert
 from custpulse.processors.profile import view_and_changes, view_step
 from custpulse.processors.segments import (
     Evaluation,
-    evaluate,
+    evaluate_lazily,
     next_deadline,
     read_windows,
     transition,
@@ -142,15 +142,16 @@ def decide(
     history = None
     if seg and seg.get("segment"):
         history = {"segment": seg["segment"], "since": _at(seg["since"])}
-    new = evaluate(library, view, history, as_of=as_of)
+    new, traits_of = evaluate_lazily(library, view, history, as_of=as_of)
     old = None
     if seg and seg.get("segment"):
         old = Evaluation(seg["segment"], seg["activity_segment"], seg.get("rfm", {}),
                          tuple(seg.get("tags", ())), {})
     moves = transition(old, new)
+    traits = traits_of() if moves else {}  # only alerts carry them
     alerts = [
         segment_alert(user_id=user_id, group=group, old=before, new=after,
-                      rule_version=library.version, traits=new.traits, cause=cause,
+                      rule_version=library.version, traits=traits, cause=cause,
                       event_time=event_time, processing_time=processing_time, late=late,
                       historical=historical_before is not None and event_time < historical_before)
         for group, before, after in moves

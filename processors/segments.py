@@ -94,6 +94,20 @@ def evaluate(
     return Evaluation(segment, activity, rfm, tags, _traits(matched, values, hist))
 
 
+def evaluate_lazily(
+    library: TagLibrary, view: dict[str, Any], history: dict[str, Any] | None = None,
+    *, as_of: datetime,
+) -> tuple[Evaluation, Callable[[], dict[str, Any]]]:
+    """:func:`evaluate` with its traits left out (``traits`` is ``{}``) and a function that
+    gives them, the same as :func:`evaluate`'s: an evaluation that moves nothing announces
+    nothing and needs none (most time-only steps of a replay)."""
+    _require_aware(as_of)
+    hist = _history(history)
+    segment, activity, rfm, tags, matched, values = _plan(library).evaluator(view, hist, as_of)
+    return (Evaluation(segment, activity, rfm, tags, {}),
+            lambda: _traits(matched, values, hist))
+
+
 def evaluate_interpreted(
     library: TagLibrary, view: dict[str, Any], history: dict[str, Any] | None = None,
     *, as_of: datetime,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from custpulse.processors.segments import _plan, evaluate, evaluate_interpreted
+from custpulse.processors.segments import _plan, evaluate, evaluate_interpreted, evaluate_lazily
 from custpulse.schemas.segments import (
     PROFILE_FIELDS,
     TIME_FIELDS,
@@ -111,6 +111,10 @@ def _check(library, view, history, as_of):
     assert (fast.segment, fast.activity_segment, fast.rfm, fast.tags) == (
         slow.segment, slow.activity_segment, slow.rfm, slow.tags)
     assert _same(fast.traits, slow.traits), (fast.traits, slow.traits)
+    lazy, traits_of = evaluate_lazily(library, view, history, as_of=as_of)
+    assert (lazy.segment, lazy.activity_segment, lazy.rfm, lazy.tags, lazy.traits) == (
+        fast.segment, fast.activity_segment, fast.rfm, fast.tags, {})
+    assert _same(traits_of(), fast.traits)
 
 
 @settings(max_examples=400, deadline=None)
