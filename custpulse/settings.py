@@ -149,7 +149,19 @@ class Settings(BaseModel):
     role: str = Field(
         "all", description="What this worker process runs: 'all' (ingest stage and fold), "
         "'ingest' (raw topics -> <prefix>events only) or 'fold' (<prefix>events -> table, "
-        "Redis, alerts only). Run one 'ingest' and one 'fold' process to use two cores."
+        "Redis, alerts only). Run one 'ingest' and one 'fold' process to use two cores. "
+        "'trainer': the churn model's trainer alone (<prefix>churn-examples -> model versions)."
+    )
+    churn_min_labels: int = Field(
+        200, ge=1, description="Labelled examples the churn model learns before it scores."
+    )
+    churn_publish_every: int = Field(
+        500, ge=1, description="The trainer publishes a new model version after this many "
+        "new examples (or after CUSTPULSE_CHURN_PUBLISH_INTERVAL_S with at least one)."
+    )
+    churn_publish_interval_s: float = Field(
+        10.0, gt=0, description="Seconds after which learned examples are published as a "
+        "model version even when fewer than CUSTPULSE_CHURN_PUBLISH_EVERY."
     )
 
     @field_validator("source_tz")
@@ -171,8 +183,8 @@ class Settings(BaseModel):
     @field_validator("role")
     @classmethod
     def _known_role(cls, value: str) -> str:
-        if value not in {"all", "ingest", "fold"}:
-            raise ValueError("must be 'all', 'ingest' or 'fold'")
+        if value not in {"all", "ingest", "fold", "trainer"}:
+            raise ValueError("must be 'all', 'ingest', 'fold' or 'trainer'")
         return value
 
     @field_validator("idle_clock")
@@ -263,6 +275,16 @@ class Settings(BaseModel):
         return self.topic("deadletter")
 
     @property
+    def churn_examples_topic(self) -> str:
+        """Labelled churn examples (one partition: one trainer learns them in one order)."""
+        return self.topic("churn-examples")
+
+    @property
+    def churn_models_topic(self) -> str:
+        """Published churn model versions (one partition, compacted: the newest counts)."""
+        return self.topic("churn-models")
+
+    @property
     def segment_changes_topic(self) -> str:
         return self.topic("segment-changes")
 
@@ -276,7 +298,8 @@ class Settings(BaseModel):
 
     def internal_topics(self) -> list[str]:
         return [self.events_topic, self.deadletter_topic, self.segment_changes_topic,
-                self.campaign_triggers_topic, self.ops_alerts_topic, self.clock_topic]
+                self.campaign_triggers_topic, self.ops_alerts_topic, self.clock_topic,
+                self.churn_examples_topic, self.churn_models_topic]
 
     def redis_key(self, *parts: str) -> str:
         """``redis_key("profile", "U1") == "cp:profile:U1"`` with the default prefix."""

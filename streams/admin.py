@@ -39,6 +39,9 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
     # the newest report per input is all that counts (schemas/clock_report.py)
     "clock": {"cleanup.policy": "compact", "segment.ms": str(3_600_000),
               "min.cleanable.dirty.ratio": "0.1"},
+    # churn model versions: the newest per key is all that counts (a snapshot is ~10 KB)
+    "models": {"cleanup.policy": "compact", "segment.ms": str(3_600_000),
+               "min.cleanable.dirty.ratio": "0.1", "max.message.bytes": str(8 * 1024 * 1024)},
 }
 
 
@@ -117,6 +120,8 @@ def wanted_topics(settings: Settings) -> dict[str, dict[str, str]]:
                  settings.ops_alerts_topic):
         topics[name] = TOPIC_CONFIG["alerts"]
     topics[settings.clock_topic] = TOPIC_CONFIG["clock"]
+    topics[settings.churn_examples_topic] = TOPIC_CONFIG["alerts"]
+    topics[settings.churn_models_topic] = TOPIC_CONFIG["models"]
     return topics
 
 
@@ -125,10 +130,11 @@ def ensure_topics(settings: Settings) -> list[str]:
 
     Existing topics are left alone (partition counts are never changed behind your back).
     """
+    single = {settings.clock_topic, settings.churn_examples_topic, settings.churn_models_topic}
     with kafka_admin(settings) as admin:
         existing = set(admin.list_topics())
         missing = [
-            NewTopic(name, 1 if name == settings.clock_topic else settings.partitions,
+            NewTopic(name, 1 if name in single else settings.partitions,
                      settings.replication_factor, topic_configs=cfg)
             for name, cfg in wanted_topics(settings).items()
             if name not in existing

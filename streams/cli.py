@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-level", choices=["crit", "error", "warn", "info", "debug"])
     worker.add_argument("--mapping", help="YAML field mapping merged over the shipped defaults")
     worker.add_argument(
-        "--role", choices=["all", "ingest", "fold"],
+        "--role", choices=["all", "ingest", "fold", "trainer"],
         help="all (default, CUSTPULSE_ROLE): ingest and fold in this process; ingest: raw "
-        "topics -> <prefix>events only; fold: <prefix>events -> table, Redis, alerts only")
+        "topics -> <prefix>events only; fold: <prefix>events -> table, Redis, alerts only; "
+        "trainer: the churn model's trainer")
 
     imp = sub.add_parser(
         "import",
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     segs = sub.add_parser("segments", help="the tag library and current segment sizes")
     segs.add_argument("--library", help="YAML tag library (default: CUSTPULSE_SEGMENTS or shipped)")
+
+    model = sub.add_parser("model", help="the churn model")
+    model_sub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
+    model_status = model_sub.add_parser(
+        "status", help="the newest published churn model: version, labels, quality, weights")
+    model_status.add_argument("--json", action="store_true", help="one JSON object")
 
     status = sub.add_parser("status", help="what the worker has built: counts and profiles")
     status.add_argument("--profiles", type=int, default=3, help="sample profiles to print")
@@ -152,6 +159,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         for summary in summaries:
             print(summary.line())
         return 0 if all(s.failed == 0 for s in summaries) else 1
+    if args.command == "model":
+        import logging  # noqa: PLC0415
+
+        from custpulse.streams.status import print_model_status
+
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # errors: one sentence
+        return print_model_status(settings, as_json=args.json)
     if args.command == "generate":
         from custpulse.streams.generate import generate_command
 

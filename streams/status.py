@@ -90,3 +90,62 @@ def print_status(settings: Settings, sample_size: int = 3) -> int:
     for info in describe_topics(settings):
         print(f"  {info.name:<44} partitions {info.partitions:>3}  messages {info.messages:>8}")
     return 0 if view.customers else 1
+
+
+def model_status(settings: Settings) -> dict[str, object] | None:
+    """The newest published churn model's status (``ChurnModel.status()`` plus when it was
+    published and the examples offset it has learned up to), read from
+    ``<prefix>churn-models`` (the record of truth); None before the first version."""
+    import asyncio  # noqa: PLC0415
+
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
+
+    from custpulse.processors.churn_model import ChurnModel  # noqa: PLC0415
+    from custpulse.state.churn_models import newest_message  # noqa: PLC0415
+    from custpulse.streams.admin import kafka_unreachable  # noqa: PLC0415
+
+    try:
+        message = asyncio.run(newest_message(settings))
+    except (KafkaError, OSError) as exc:
+        raise kafka_unreachable(settings) from exc
+    if message is None:
+        return None
+    status: dict[str, object] = dict(ChurnModel.from_snapshot(message["model"]).status())
+    status["published_at"] = message["published_at"]
+    status["examples_offset"] = message["offset"]
+    return status
+
+
+def print_model_status(settings: Settings, as_json: bool = False) -> int:
+    """``custpulse model status [--json]``."""
+    import json  # noqa: PLC0415
+
+    status = model_status(settings)
+    if as_json:
+        print(json.dumps(status if status is not None else {"model_version": 0,
+                                                             "labels_seen": 0,
+                                                             "published": False}))
+        return 0
+    if status is None:
+        print("no churn model published yet: run `custpulse worker --role trainer` beside "
+              "the workers that label examples")
+        return 0
+
+    def number(value: object, digits: int = 4) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"  # type: ignore[str-format]
+
+    print(f"churn model version {status['model_version']}, published {status['published_at']}")
+    print(f"labels seen {status['labels_seen']} (positives share "
+          f"{number(status['positives_share'])}), scoring "
+          f"{'on' if status['scoring'] else 'off until ' + str(status['min_labels']) + ' labels'}")
+    print(f"progressive ROC AUC {number(status['roc_auc'])}, log loss "
+          f"{number(status['log_loss'])}")
+    print("calibration (decile: examples, mean score, churned share):")
+    for row in status["calibration"]:  # type: ignore[attr-defined]
+        print(f"  {row['decile']}: {row['examples']}, {number(row['mean_score'])}, "
+              f"{number(row['positive_share'])}")
+    print("weights (of standardized features):")
+    weights = status["weights"]
+    for name, weight in sorted(weights.items(), key=lambda kv: -abs(kv[1])):  # type: ignore[attr-defined]
+        print(f"  {name:<22} {weight:+.4f}")
+    return 0

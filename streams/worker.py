@@ -46,7 +46,11 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
     level = log_level or settings.log_level
     tune_gc()
     worker: mode.Worker
-    if not settings.runs_fold:  # no Faust: the ingest stage alone (streams/ingest_worker.py)
+    if settings.role == "trainer":  # the churn model's trainer alone (no Faust)
+        from custpulse.streams.churn_trainer import ChurnTrainer  # noqa: PLC0415
+
+        worker = mode.Worker(ChurnTrainer(settings, REGISTRY), loglevel=level, quiet=True)
+    elif not settings.runs_fold:  # no Faust: the ingest stage alone (streams/ingest_worker.py)
         service = IngestWorker(settings, create_metrics(REGISTRY))
         worker = mode.Worker(service, loglevel=level, quiet=True)
     else:

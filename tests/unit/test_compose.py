@@ -25,7 +25,7 @@ from custpulse.streams.metrics import create_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-SERVICES = {"kafka", "redis", "worker", "generator", "prometheus", "grafana"}
+SERVICES = {"kafka", "redis", "worker", "trainer", "generator", "prometheus", "grafana"}
 DASHBOARD_METRICS = {
     "custpulse_events_in_total",
     "custpulse_events_accepted_total",
