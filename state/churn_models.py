@@ -49,25 +49,33 @@ async def newest_message(settings: Settings, timeout_s: float = 15.0) -> dict[st
         tp = TopicPartition(settings.churn_models_topic, 0)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        if end == 0:
-            return None
         newest = None
-        # the last message is at end - 1 unless compaction or transactions moved it: read the
-        # tail, keep the last value of the model key
-        consumer.seek(tp, max(0, end - 1))
-        position = await consumer.position(tp)
-        if position >= end:  # nothing readable at end - 1: read the partition from the start
-            consumer.seek(tp, 0)
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000))
-            if not batch:
-                break
-            for record in batch.get(tp, []):
-                if record.key == MODEL_KEY and record.value:
-                    newest = record.value
+        # the newest model record is at or near the end (compaction keeps the newest of a key;
+        # a record of another key may follow it): read back from the end in doubling steps
+        span = 1
+        start = end
+        while newest is None and start > 0:
+            start = max(0, end - span)
+            newest = await _last_model_record(consumer, tp, start, end, timeout_s)
+            span *= 2
         return None if newest is None else wire.loads(newest)
     finally:
         await consumer.stop()
+
+
+async def _last_model_record(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,
+                             end: int, timeout_s: float) -> bytes | None:
+    """The value of the last record with the model key in offsets [start, end)."""
+    consumer.seek(tp, start)
+    newest = None
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000))
+        if not batch:
+            break
+        for record in batch.get(tp, []):
+            if record.offset < end and record.key == MODEL_KEY and record.value:
+                newest = record.value
+    return newest
 
 
 async def publish(settings: Settings, producer: AIOKafkaProducer, message: dict[str, Any]
