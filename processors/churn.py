@@ -64,13 +64,30 @@ FEATURES: tuple[str, ...] = (
 )
 """The feature names, in the order every snapshot lists them."""
 
+FEATURE_LIMIT = 1e12
+"""Features are clamped to +-this (1e12 CNY or days is beyond any real value; a larger one
+would overflow the scaler's running variance)."""
+
 MEMBER_RANK = {"regular": 0.0, "silver": 1.0, "gold": 2.0, "platinum": 3.0, "diamond": 4.0}
 
 
 def _number(value: Any, default: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
-    return float(value) if math.isfinite(value) else default
+    try:
+        number = float(value)
+    except OverflowError:
+        return default
+    return _clamp(number) if math.isfinite(number) else default
+
+
+def _known(value: Any) -> bool:
+    """Whether a view value is a number the features use as it is (not a stand-in)."""
+    return _number(value, math.nan) == _number(value, 0.0)
+
+
+def _clamp(number: float) -> float:
+    return max(-FEATURE_LIMIT, min(FEATURE_LIMIT, number))
 
 
 def features(view: dict[str, Any]) -> dict[str, float]:
@@ -83,6 +100,7 @@ def features(view: dict[str, Any]) -> dict[str, float]:
     interpurchase = view.get("mean_interpurchase_days")
     satisfaction = view.get("satisfaction_mean")
     level = view.get("member_level")
+    channels = view.get("active_channels")
     out = {
         "recency_days": recency,
         "frequency_30d": f30,
@@ -91,24 +109,24 @@ def features(view: dict[str, Any]) -> dict[str, float]:
         "monetary_30d": m30,
         "monetary_trend": m30 - (m90 - m30) / 2,
         "interpurchase_days": _number(interpurchase),
-        "interpurchase_known": 0.0 if interpurchase is None else 1.0,
+        "interpurchase_known": 1.0 if _known(interpurchase) else 0.0,
         "orders_total": _number(view.get("orders_total")),
         "avg_order_value": _number(view.get("avg_order_value")),
         "visits_7d": _number(view.get("visits_7d")),
         "visits_30d": _number(view.get("visits_30d")),
-        "channels_30d": float(len(view.get("active_channels") or ())),
+        "channels_30d": float(len(channels)) if isinstance(channels, list) else 0.0,
         "inactive_days": _number(view.get("inactive_days"), recency),
         "funnel_browse": _number(view.get("funnel_browse")),
         "funnel_add_to_cart": _number(view.get("funnel_add_to_cart")),
         "tickets_total": _number(view.get("tickets_total")),
         "open_complaints": _number(view.get("open_complaints")),
         "satisfaction": _number(satisfaction),
-        "satisfaction_known": 0.0 if satisfaction is None else 1.0,
+        "satisfaction_known": 1.0 if _known(satisfaction) else 0.0,
         "return_rate": _number(view.get("return_rate")),
         "member_rank": MEMBER_RANK.get(level, 0.0) if isinstance(level, str) else 0.0,
         "tenure_days": tenure,
     }
-    return {name: out[name] for name in FEATURES}
+    return {name: _clamp(out[name]) for name in FEATURES}
 
 
 def last_active(view: dict[str, Any]) -> datetime | None:
@@ -145,9 +163,36 @@ class Example:
                 "scored_at": _iso(self.scored_at), "labelled_at": _iso(self.labelled_at)}
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Example:
-        return cls(str(data["user_id"]), {k: float(v) for k, v in data["features"].items()},
-                   int(data["label"]), _parse(data["scored_at"]), _parse(data["labelled_at"]))
+    def from_wire(cls, data: Any) -> Example:
+        """An example as :meth:`to_wire` writes it; ValueError for anything else: a user id
+        that is not text, a label other than 0 or 1, a feature not in :data:`FEATURES` or not
+        a finite number within :data:`FEATURE_LIMIT`, a time without an offset or out of
+        range, a label before its scoring (what another producer may write is not learned)."""
+        if not isinstance(data, dict):
+            raise ValueError("an example is a JSON object")
+        user_id, label, raw = data.get("user_id"), data.get("label"), data.get("features")
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError("user_id must be non-empty text")
+        if type(label) is not int or label not in (0, 1):
+            raise ValueError("label must be 0 or 1")
+        if not isinstance(raw, dict) or not raw or not set(raw) <= set(FEATURES):
+            raise ValueError("features must be an object of known feature names")
+        features: dict[str, float] = {}
+        for name, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"feature {name} is not a number")
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ValueError(f"feature {name} is out of range") from None
+            if not math.isfinite(number) or abs(number) > FEATURE_LIMIT:
+                raise ValueError(f"feature {name} is not finite or out of range")
+            features[name] = number
+        scored = _strict_time(data.get("scored_at"))
+        labelled = _strict_time(data.get("labelled_at"))
+        if labelled < scored:
+            raise ValueError("labelled before scored")
+        return cls(user_id, features, label, scored, labelled)
 
 
 def _iso(moment: datetime) -> str:
@@ -156,6 +201,19 @@ def _iso(moment: datetime) -> str:
 
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _strict_time(text: Any) -> datetime:
+    """An aware ISO 8601 time as UTC, or ValueError (naive, unreadable, out of range)."""
+    if not isinstance(text, str):
+        raise ValueError("a time must be ISO 8601 text")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("a time needs its offset")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
 
 
 LabelState = dict[str, Any]

@@ -24,7 +24,7 @@ from typing import Any
 from river import linear_model, optim, preprocessing
 from river.utils import VectorDict
 
-from custpulse.processors.churn import FEATURES, Example
+from custpulse.processors.churn import FEATURE_LIMIT, FEATURES, Example
 
 MIN_LABELS = 200
 """Labelled examples learned before the model gives scores."""
@@ -32,7 +32,9 @@ LEARNING_RATE = 0.05
 """SGD step of the logistic regression (River's default is 0.01: slower on scaled features)."""
 AUC_BINS = 1000
 """Progressive scores are counted per class in this many equal bins of [0, 1]: ROC AUC is read
-from the two histograms (scores in one bin count as ties: an error under 1 / AUC_BINS)."""
+from the two histograms, scores in one bin counting as ties. That is exact when no two scores of
+different classes share a bin; when many do (scores bunched near 0 at a low base rate) the
+histogram AUC moves toward 0.5 for them (bench/churn.py prints it beside the exact one)."""
 
 
 class ChurnModel:
@@ -55,20 +57,27 @@ class ChurnModel:
         """Per decile of the progressive score: ``[examples, sum of scores, positives]``."""
 
     def _probability(self, x: dict[str, float]) -> float:
-        scaled = self.scaler.transform_one(x)
+        scaled = self.scaler.transform_one({k: v for k, v in x.items() if k in _KNOWN})
         return float(self.regression.predict_proba_one(scaled)[True])
 
     def score(self, x: dict[str, float]) -> float | None:
-        """P(churn within the horizon) for features ``x``; None until ``min_labels`` learned."""
+        """P(churn within the horizon) for features ``x`` (names not in :data:`FEATURES` are
+        ignored); None until ``min_labels`` learned, or when ``x`` gives no probability."""
         if self.labels < self.min_labels:
             return None
-        return self._probability(x)
+        p = self._probability(x)
+        return p if 0.0 <= p <= 1.0 else None
 
     def learn(self, example: Example) -> float:
         """Score ``example`` as the model stands (progressive validation), record the score,
-        then learn the example. Returns that score."""
+        then learn the example. Returns that score. ValueError (and nothing changed) for
+        features that would poison the model: names not in :data:`FEATURES`, values not
+        finite or beyond :data:`~custpulse.processors.churn.FEATURE_LIMIT`."""
         x, y = example.features, bool(example.label)
+        _check(x)
         p = self._probability(x)
+        if not 0.0 <= p <= 1.0:  # NaN included: nothing is recorded or learned
+            raise ValueError("the model gave no probability for these features")
         self.histogram[int(y)][min(AUC_BINS - 1, int(p * AUC_BINS))] += 1
         clipped = min(max(p, 1e-15), 1 - 1e-15)
         self.log_loss_sum -= math.log(clipped if y else 1.0 - clipped)
@@ -89,7 +98,7 @@ class ChurnModel:
     def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
         """The ``top`` features with the largest contributions to the logit (weight x scaled
         value), largest absolute first, ties by name."""
-        scaled = self.scaler.transform_one(x)
+        scaled = self.scaler.transform_one({k: v for k, v in x.items() if k in _KNOWN})
         weights = self.regression._weights  # noqa: SLF001 (River keeps them there)
         terms = [(name, float(weights.get(name, 0.0)) * float(scaled.get(name, 0.0)))
                  for name in FEATURES if name in x]
@@ -154,6 +163,18 @@ class ChurnModel:
         model.log_loss_sum = float(data["log_loss_sum"])
         model.deciles = [[float(a), float(b), float(c)] for a, b, c in data["deciles"]]
         return model
+
+
+_KNOWN = frozenset(FEATURES)
+
+
+def _check(x: dict[str, float]) -> None:
+    if not set(x) <= _KNOWN:
+        raise ValueError("unknown feature names")
+    for value in x.values():
+        if not isinstance(value, float | int) or not math.isfinite(value) or (
+                abs(value) > FEATURE_LIMIT):
+            raise ValueError("a feature is not finite or out of range")
 
 
 def roc_auc_of(histogram: list[list[int]]) -> float | None:

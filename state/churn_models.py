@@ -70,8 +70,8 @@ async def _last_model_record(consumer: AIOKafkaConsumer, tp: TopicPartition, sta
     newest = None
     while await consumer.position(tp) < end:
         batch = await consumer.getmany(tp, timeout_ms=int(timeout_s * 1000))
-        if not batch:
-            break
+        if not batch:  # not "nothing published": the broker did not answer in time
+            raise TimeoutError(f"reading {tp.topic} timed out before its end")
         for record in batch.get(tp, []):
             if record.offset < end and record.key == MODEL_KEY and record.value:
                 newest = record.value

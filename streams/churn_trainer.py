@@ -68,11 +68,19 @@ class _Assignment(ConsumerRebalanceListener):
         self.trainer = trainer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.trainer.assigned = False
+        async with self.trainer.publishing:  # a publish in flight ends first
+            self.trainer.assigned = False
+            self.trainer.generation += 1
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        if assigned:
+        if not assigned:
+            return
+        try:
             await self.trainer.take_over()
+        except Exception as exc:  # noqa: BLE001 (aiokafka would log it and hold the partition idle)
+            log.error("churn trainer cannot restore the newest model (%s): stopping",
+                      type(exc).__name__)
+            await self.trainer.crash(exc)
 
 
 class ChurnTrainer(Service):
@@ -85,6 +93,9 @@ class ChurnTrainer(Service):
         self.unpublished = 0
         self.first_unpublished = 0.0
         self.assigned = False
+        self.generation = 0
+        """Counts takeovers and revocations: a batch fetched across one is dropped."""
+        self.publishing = asyncio.Lock()
         self.tp = TopicPartition(settings.churn_examples_topic, 0)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -122,10 +133,12 @@ class ChurnTrainer(Service):
             self.offset = int(message["offset"])
         else:
             self.model, self.offset = ChurnModel(self.settings.churn_min_labels), 0
-        self.published_version = self.model.version
+        self.published_version = max(self.published_version, self.model.version)
+        self.model.version = self.published_version
         self.unpublished = 0
         assert self.consumer is not None
         self.consumer.seek(self.tp, self.offset)
+        self.generation += 1
         self.assigned = True
         self.metrics.show(self.model.status())
         log.info("churn trainer took over at version %d, examples offset %d",
@@ -135,18 +148,23 @@ class ChurnTrainer(Service):
     async def _train(self) -> None:
         assert self.consumer is not None
         while not self.should_stop:
+            generation = self.generation
             batch = await self.consumer.getmany(self.tp, timeout_ms=500, max_records=2000)
-            if not self.assigned:
+            records = batch.get(self.tp, [])
+            if not self.assigned or generation != self.generation:
+                continue  # fetched across a takeover: its position is not ours
+            if records and records[0].offset > self.offset:
+                self.consumer.seek(self.tp, self.offset)  # not contiguous: read from ours
                 continue
-            for record in batch.get(self.tp, []):
+            for record in records:
                 if record.offset < self.offset:
                     continue  # already learned by the version restored
                 try:
                     example = Example.from_wire(wire.loads(record.value))
-                except (ValueError, KeyError, TypeError, AttributeError):
+                    self.model.learn(example)
+                except Exception:  # noqa: BLE001 (whatever a record holds, it is not learned)
                     self.metrics.skipped.inc()
                 else:
-                    self.model.learn(example)
                     self.metrics.learned.inc()
                     if not self.unpublished:
                         self.first_unpublished = time.monotonic()
@@ -163,19 +181,23 @@ class ChurnTrainer(Service):
         the version counts as taken once the broker has it), then in Redis (a copy: a
         failure there is fixed by the next version)."""
         assert self.producer is not None
-        self.model.version = self.published_version + 1
-        message = churn_models.model_message(self.model.to_snapshot(), self.offset,
-                                             datetime.now(UTC))
-        try:
-            data = await churn_models.publish(self.settings, self.producer, message)
-        except Exception as exc:  # noqa: BLE001 (Kafka: try again with the next batch)
+        async with self.publishing:
+            if not self.assigned:
+                return
+            # a number once tried is never used again (the broker may have kept a send whose
+            # acknowledgement was lost): versions only go up, possibly with a gap
+            self.published_version += 1
             self.model.version = self.published_version
-            log.warning("churn model not published (%s); retrying", type(exc).__name__)
-            await asyncio.sleep(1.0)
-            return
-        self.published_version = self.model.version
-        self.unpublished = 0
-        self.metrics.show(self.model.status())
+            message = churn_models.model_message(self.model.to_snapshot(), self.offset,
+                                                 datetime.now(UTC))
+            try:
+                data = await churn_models.publish(self.settings, self.producer, message)
+            except Exception as exc:  # noqa: BLE001 (Kafka: try again with the next batch)
+                log.warning("churn model not published (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(1.0)
+                return
+            self.unpublished = 0
+            self.metrics.show(self.model.status())
         try:
             await churn_models.copy_to_redis(self.settings, self.redis, data)
         except Exception as exc:  # noqa: BLE001

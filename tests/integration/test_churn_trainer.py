@@ -84,7 +84,9 @@ def test_the_trainer_learns_each_example_once_across_a_crash(settings: Settings,
     ensure_topics(settings)
     examples = _examples()
     wire = [json.dumps(e.to_wire()).encode() for e in examples]
-    junk = [b"not json", b'{"user_id": "U1"}']
+    poison = json.dumps(dict(examples[0].to_wire(), features={"recency_days": 1e200}))
+    junk = [b"not json", b'{"user_id": "U1"}', b"[" * 5000 + b"]" * 5000,  # hostile producers
+            poison.encode(), poison.replace("1e+200", "1" + "0" * 400).encode()]
     first, second = wire[:1800], junk + wire[1800:]
     asyncio.run(_send(settings, first))
 

@@ -89,7 +89,11 @@ def test_features_are_finite_floats_in_order_whatever_the_view():
            "active_channels": ["APP", "web"], "satisfaction_mean": float("inf")}
     values = churn.features(odd)
     assert all(type(v) is float and v == v and abs(v) != float("inf") for v in values.values())
-    assert values["channels_30d"] == 2.0 and values["satisfaction_known"] == 1.0
+    assert values["channels_30d"] == 2.0 and values["satisfaction_known"] == 0.0  # inf: unknown
+    huge = churn.features({"monetary_30d": 10**400, "monetary_90d": -1e308, "frequency_30d": 1e308,
+                           "frequency_90d": -1e308, "active_channels": "APP"})
+    assert all(abs(v) <= churn.FEATURE_LIMIT for v in huge.values())
+    assert huge["channels_30d"] == 0.0 and huge["monetary_30d"] == 0.0
 
 
 @settings(max_examples=60, deadline=None)
@@ -112,6 +116,38 @@ def test_a_redelivered_or_reordered_history_labels_the_same(hours, rnd):
             assert labelled == scored + H and not between
         else:
             assert labelled in times and scored < labelled < scored + H and not between
+
+
+def test_examples_from_other_producers_are_read_strictly():
+    good = churn.Example("U1", {"recency_days": 3.0}, 1, T0, T0 + H).to_wire()
+    assert churn.Example.from_wire(json.loads(json.dumps(good))).label == 1
+    bad = [
+        "x", {}, dict(good, user_id=None), dict(good, label=7), dict(good, label=0.9),
+        dict(good, label=True), dict(good, features={"recency_days": 10**400}),
+        dict(good, features={"recency_days": float("nan")}), dict(good, features={"nope": 1}),
+        dict(good, features={"recency_days": "3"}), dict(good, features={}),
+        dict(good, scored_at="2025-01-01T00:00:00"), dict(good, labelled_at="0001-01-01T00:00:00+01:00"),
+        dict(good, labelled_at="2024-01-01T00:00:00+00:00"), dict(good, scored_at=5),
+    ]
+    for data in bad:
+        try:
+            churn.Example.from_wire(data)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {data!r}")
+
+
+def test_the_model_refuses_what_would_poison_it():
+    model = ChurnModel(min_labels=1)
+    model.learn(churn.Example("U1", {"recency_days": 3.0}, 0, T0, T0))
+    before = model.to_snapshot()
+    for x in ({"recency_days": float("inf")}, {"recency_days": 1e200}, {"unknown": 1.0}):
+        try:
+            model.learn(churn.Example("U1", x, 1, T0, T0))
+        except ValueError:
+            continue
+        raise AssertionError(f"learned {x!r}")
+    assert model.to_snapshot() == before
 
 
 def _example(rng: random.Random, n: int) -> churn.Example:
