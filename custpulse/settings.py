@@ -163,6 +163,23 @@ class Settings(BaseModel):
         10.0, gt=0, description="Seconds after which learned examples are published as a "
         "model version even when fewer than CUSTPULSE_CHURN_PUBLISH_EVERY."
     )
+    churn_horizon_days: float = Field(
+        90.0, gt=0, le=3650, description="Days of event time without an order or any "
+        "activity after which a customer counts as churned (the label of its snapshot)."
+    )
+    churn_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Churn probability from which a customer is in risk band "
+        "'high' (entering or leaving it is an alert of group 'churn')."
+    )
+    churn_rescore_days: float = Field(
+        7.0, ge=0, le=3650, description="A scored customer not yet churned is scored again "
+        "this many days of event time after its last score, with or without events (0: only "
+        "when the segment rules evaluate it)."
+    )
+    churn_dedupe_lookback: int = Field(
+        100_000, ge=0, description="Examples before its restart point the trainer reads "
+        "back (without learning them) to recognise re-sent examples after a restart."
+    )
 
     @field_validator("source_tz")
     @classmethod

@@ -33,8 +33,9 @@ in the units its name says:
 **Labels** (:func:`label_step`): a scored snapshot (the features at a scoring time ``s``, with
 ``a``, the customer's last activity at or before ``s``) is *pending* until either
 
-* the customer is active again (an order or any activity) at a time ``t`` with ``t < a + H``:
-  a **negative** example (the customer came back), labelled at ``t``; or
+* the customer is active again (an order or any activity) at a time ``t`` with
+  ``s < t < a + H``: a **negative** example (the customer came back), labelled at ``t``
+  (activity from before ``s`` that arrives late moves ``a`` instead); or
 * event time reaches ``a + H`` with no activity after ``a``: a **positive** example (churned),
   labelled at ``a + H`` exactly. ``H`` is the churn horizon (default 90 days of event time).
 
@@ -51,6 +52,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from custpulse.schemas.times import aware_from_iso
 
 HORIZON_DAYS = 90.0
 """Default churn horizon: days of event time without an order or any activity."""
@@ -132,19 +135,9 @@ def features(view: dict[str, Any]) -> dict[str, float]:
 def last_active(view: dict[str, Any]) -> datetime | None:
     """The customer's last activity (order or any behaviour) in a view: the later of
     ``last_order_at`` and ``last_seen_at``, aware UTC; None before any."""
-    times = [_time(view.get(name)) for name in ("last_order_at", "last_seen_at")]
+    times = [aware_from_iso(view.get(name)) for name in ("last_order_at", "last_seen_at")]
     known = [t for t in times if t is not None]
     return max(known) if known else None
-
-
-def _time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 @dataclass(frozen=True)
@@ -221,14 +214,16 @@ LabelState = dict[str, Any]
 pending snapshot of one customer (JSON-ready, kept in the customer's table value)."""
 
 
-def snapshot(pending: LabelState | None, view: dict[str, Any], at: datetime) -> LabelState | None:
+def snapshot(pending: LabelState | None, view: dict[str, Any], at: datetime,
+             horizon_days: float = HORIZON_DAYS) -> LabelState | None:
     """The pending snapshot after scoring the customer as of ``at`` with ``view``: the one
     already pending if any (the oldest is kept), else a new one; None while the customer has
-    no activity (nothing to wait for)."""
+    no activity (nothing to wait for) or has already reached the horizon at ``at`` (a churned
+    customer is not snapshotted again until it comes back)."""
     if pending is not None:
         return pending
     active = last_active(view)
-    if active is None:
+    if active is None or active + timedelta(days=horizon_days) <= at:
         return None
     return {"at": _iso(at), "active": _iso(active), "features": features(view)}
 
@@ -246,10 +241,15 @@ def label_step(
     pending: LabelState | None, user_id: str, *, until: datetime,
     active_at: datetime | None = None, horizon_days: float = HORIZON_DAYS,
 ) -> tuple[LabelState | None, Example | None]:
-    """Move the pending snapshot to event time ``until``; ``active_at``: the time of activity
-    the customer showed at ``until`` (an order or behaviour event at that time), else None.
+    """Move the pending snapshot to event time ``until``; ``active_at``: the customer's last
+    activity as seen at ``until`` (an order or behaviour event), else None.
 
-    The horizon deadline is applied before activity at the same instant. Returns the pending
+    The horizon deadline is applied before activity at the same instant. Activity later than
+    the scoring time makes a negative labelled at ``until`` (the evaluation that saw it: the
+    event's time, or for an event older than the customer's ``as_of``, that ``as_of``), so
+    the labels of one customer are made in strictly increasing ``labelled_at``. Activity that
+    arrives late, from between the snapshot's last activity and its scoring, moves the
+    snapshot's last activity (so its horizon) and labels nothing. Returns the pending
     snapshot left (None once labelled) and the example made, if any."""
     if pending is None:
         return None, None
@@ -258,6 +258,9 @@ def label_step(
     scored = _parse(pending["at"])
     if deadline <= until:
         return None, Example(user_id, dict(pending["features"]), 1, scored, deadline)
+    if active_at is not None and active_at > scored:
+        return None, Example(user_id, dict(pending["features"]), 0, scored, until)
     if active_at is not None and active_at > _parse(pending["active"]):
-        return None, Example(user_id, dict(pending["features"]), 0, scored, active_at)
+        # activity that arrived late, from before the scoring: it moves the horizon only
+        return dict(pending, active=_iso(active_at)), None
     return pending, None

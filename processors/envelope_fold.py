@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from custpulse.processors import churn_fold
+from custpulse.processors.churn_fold import ChurnConfig, Outputs, Scorer
 from custpulse.processors.counting import apply_count
 from custpulse.processors.lifecycle import (
     Base,
@@ -60,7 +62,7 @@ from custpulse.processors.profile import (
     retire_tickets,
 )
 from custpulse.schemas.events import CanonicalEvent
-from custpulse.schemas.times import to_iso
+from custpulse.schemas.times import aware_from_iso, to_iso
 
 Value = dict[str, Any]
 """A ``profiles`` table value: ``{"dedupe": ..., "profile": ..., "seg": ..., "version": n}``.
@@ -98,6 +100,8 @@ class Mirror:
     alerts: list[dict[str, Any]]
     updated_at: str
     """Processing time of the fold (ISO 8601 UTC, milliseconds)."""
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    """Labelled churn examples to send (wire form; new and re-sent ones, in order)."""
 
 
 @dataclass
@@ -121,6 +125,7 @@ class _Customer:
     mirror: bool = False
     resend: list[str] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)
     view: dict[str, Any] | None = None
     base: Base | None = None
     """The profile view of the customer's last evaluation, while no event was folded since."""
@@ -128,6 +133,15 @@ class _Customer:
 
 def empty_value() -> Value:
     return {"dedupe": None, "profile": None, "seg": None, "version": 0}
+
+
+def value_deadline(value: Value, churn: ChurnConfig | None) -> datetime | None:
+    """The customer's next deadline: the segment state's, or the churn label's if earlier."""
+    times = [next_deadline_of(value.get("seg"))]
+    if churn is not None:
+        times += [churn_fold.deadline(value, churn), churn_fold.rescore_deadline(value, churn)]
+    times = [t for t in times if t is not None]
+    return min(times) if times else None
 
 
 def ops_signal(event: CanonicalEvent) -> str | None:
@@ -144,23 +158,12 @@ def ops_signal(event: CanonicalEvent) -> str | None:
     return None
 
 
-def _tick_time(record: dict[str, Any], name: str) -> datetime | None:
-    text = record.get(name)
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
-
-
 def tick_users(record: dict[str, Any]) -> tuple[datetime, list[str]] | None:
     """``(until, user ids)`` of a tick record, or None when it is not a valid tick: the
     multi-customer form needs ``until`` and a list of user ids, the single-customer form
     ``user_id`` and ``deadline`` (``until`` defaults to it)."""
-    deadline = _tick_time(record, "deadline")
-    until = _tick_time(record, "until")
+    deadline = aware_from_iso(record.get("deadline"))
+    until = aware_from_iso(record.get("until"))
     if "users" in record:
         users = record["users"]
         if until is None or not isinstance(users, list) or not all(
@@ -189,8 +192,12 @@ class EnvelopeFold:
 
     def __init__(self, library: Any, max_ids: int,
                  freshness: timedelta = DEFAULT_FRESHNESS,
-                 rewrite_duplicates: bool = False) -> None:
+                 rewrite_duplicates: bool = False,
+                 churn: ChurnConfig | None = None) -> None:
         self.library = library
+        self.churn = churn
+        """Churn labels and scores (:mod:`custpulse.processors.churn_fold`); None: off."""
+        self._scorer: Scorer | None = None  # the model of the fold running
         self.max_ids = max_ids
         self.freshness = freshness
         self.rewrite_duplicates = rewrite_duplicates
@@ -199,10 +206,12 @@ class EnvelopeFold:
         events is then written again, so the changelog gets what the offsets claim."""
 
     def fold(self, records: list[Any], lookup: Callable[[str], Value | None],
-             now: datetime) -> EnvelopeResult:
+             now: datetime, scorer: Scorer | None = None) -> EnvelopeResult:
         """Apply ``records`` in order. ``lookup(user_id)`` gives the stored value (or None);
-        values it returns are updated in place and come back in ``writes``."""
+        values it returns are updated in place and come back in ``writes``. ``scorer``: the
+        churn model to score with (None: none yet; see churn_fold)."""
         result = EnvelopeResult()
+        self._scorer = scorer
         customers: dict[str, _Customer] = {}
         historical_before = now - self.freshness
 
@@ -231,9 +240,11 @@ class EnvelopeFold:
                     if c is None:
                         continue
                     result.ticked += 1
-                    if not self._advance(user_id, c, until, by, now, historical_before):
+                    out = Outputs([], [])
+                    if not self._advance(user_id, c, until, by, now, historical_before, out):
                         c.resend.append(by)  # nothing due: maybe a redelivered tick
                         _resend(c, user_id, by)
+                    self._keep(c, by, out)
                 continue
             try:
                 if not isinstance(record, dict):
@@ -254,9 +265,12 @@ class EnvelopeFold:
                 at = evaluated_at(seg)
                 if at is not None:
                     prune(value["profile"], at)  # memory only: views ignore older buckets
+                if self.churn is not None:
+                    churn_fold.finish(churn_fold.of(value), c.view, scorer,
+                                      _next_write(value))
                 value["version"] = int(value.get("version") or 0) + 1
                 result.writes[user_id] = value
-                deadline = next_deadline_of(seg)
+                deadline = value_deadline(value, self.churn)
                 if deadline is not None:
                     result.deadlines[user_id] = deadline
             if c.mirror or c.resend:
@@ -268,9 +282,12 @@ class EnvelopeFold:
                 dedupe = value["dedupe"] or {"by_source": {}}
                 counts = {"by_source": dict(dedupe["by_source"]),
                           "last_event_time": dedupe.get("last_event_time")}
-                result.mirrors[user_id] = Mirror(dict(c.view), counts,
-                                                 int(value.get("version") or 0), c.alerts,
-                                                 to_iso(now))
+                view = dict(c.view)
+                if self.churn is not None:
+                    view.update(churn_fold.profile_fields(value.get("churn"),
+                                                          scorer is not None))
+                result.mirrors[user_id] = Mirror(view, counts, int(value.get("version") or 0),
+                                                 c.alerts, to_iso(now), c.examples)
         return result
 
     def _event(self, event: CanonicalEvent, index: int, c: _Customer, now: datetime,
@@ -299,8 +316,9 @@ class EnvelopeFold:
         kind = ops_signal(event)
         if kind is not None:
             result.ops.append((kind, moment))
+        out = Outputs([], [])
         # Time first: deadlines up to this event's time, in event time.
-        self._advance(event.user_id, c, moment, event.event_id, now, historical_before)
+        self._advance(event.user_id, c, moment, event.event_id, now, historical_before, out)
         seg = value.get("seg")
         previous = evaluated_at(seg)
         late = previous is not None and moment < previous
@@ -312,16 +330,36 @@ class EnvelopeFold:
                           processing_time=now, late=late,
                           historical_before=historical_before, write=_next_write(value))
         _apply(c, decision)
+        if self.churn is not None:
+            state = churn_fold.of(value)
+            churn_fold.observe(state, event.user_id, decision.view, as_of, self.churn, out)
+            churn_fold.score(state, event.user_id, decision.view, self._scorer, self.churn, out,
+                             at=as_of, cause=event.event_id, rule_version=self.library.version,
+                             event_time=moment, processing_time=now, late=late,
+                             historical=moment < historical_before)
         retire_tickets(value["profile"], as_of)
+        self._keep(c, event.event_id, out)
 
+    def _keep(self, c: _Customer, by: str, out: Outputs) -> None:
+        """Queue the churn outputs of the record ``by`` and remember them for re-sending."""
+        if self.churn is None or not (out.examples or out.alerts):
+            return
+        churn_fold.remember(churn_fold.of(c.value), by, _next_write(c.value), out)
+        c.examples.extend(out.examples)
+        c.alerts.extend(out.alerts)
     def _advance(self, user_id: str, c: _Customer, until: datetime, by: str, now: datetime,
-                 historical_before: datetime) -> bool:
-        """Apply the customer's deadlines ``<= until``, one evaluation each, in event time.
-        Returns whether any was applied."""
+                 historical_before: datetime, out: Outputs) -> bool:
+        """Apply the customer's deadlines ``<= until``, one evaluation each, in event time
+        (the churn label deadline first: it reads no evaluation). Returns whether any was
+        applied."""
         value = c.value
         seg = value.get("seg")
         if seg is None:
             return False
+        applied = False
+        if self.churn is not None and churn_fold.expire(churn_fold.of(value), user_id, until,
+                                                        self.churn, out):
+            c.dirty = applied = True
         if "next_deadline" not in seg or seg.get("rule_version") != self.library.version:
             # a value written before deadlines were stored, or under other rules: find it
             at = evaluated_at(seg)
@@ -330,26 +368,71 @@ class EnvelopeFold:
             seg["next_deadline"] = decide(value["profile"], seg, at, library=self.library,
                                           user_id=user_id, cause="rebuild", event_time=at,
                                           processing_time=now, late=False).seg["next_deadline"]
-        applied = False
         for _ in range(MAX_STEPS):
             seg = value["seg"]
             deadline = next_deadline_of(seg)
             previous = evaluated_at(seg)
+            rescore = None
+            if self.churn is not None and self._scorer is not None:
+                rescore = churn_fold.rescore_deadline(value, self.churn)
+                if rescore is not None and (rescore > until or (
+                        previous is not None and rescore <= previous)):
+                    rescore = None
+                if previous is not None and previous <= until and churn_fold.unscored(
+                        value, self._scorer.version):
+                    rescore = previous  # never scored with this model: score it as it is
             if deadline is None or deadline > until or (
                     previous is not None and deadline <= previous):
-                break
-            deadline = self._skip(c, deadline, previous, until)
+                if rescore is None:
+                    break
+                deadline = rescore  # only the churn score is due
+            else:
+                deadline = self._skip(c, deadline, previous, until)
+                if rescore is not None and rescore < deadline:
+                    deadline = rescore
+            if previous is not None and deadline == previous:
+                # a score of the customer as it is: no segment can move
+                self._score(user_id, c, previous, now, historical_before, out)
+                c.dirty = applied = True
+                continue
             decision = decide(value["profile"], seg, deadline, library=self.library,
                               user_id=user_id, cause=timer_cause(deadline),
                               event_time=deadline, processing_time=now, late=False,
                               historical_before=historical_before, by=by,
                               write=_next_write(value), base=c.base)
             _apply(c, decision)
+            if self.churn is not None:
+                churn_fold.score(churn_fold.of(value), user_id, decision.view, self._scorer,
+                                 self.churn, out, at=deadline, cause=timer_cause(deadline),
+                                 rule_version=self.library.version, event_time=deadline,
+                                 processing_time=now, late=False,
+                                 historical=deadline < historical_before)
             retire_tickets(value["profile"], deadline)
             c.dirty = True
             applied = True
         return applied
 
+
+    def _score(self, user_id: str, c: _Customer, at: datetime, now: datetime,
+               historical_before: datetime, out: Outputs) -> None:
+        """Score the customer as of its last evaluation ``at`` (a new model; nothing else
+        changes: the view is the one of that evaluation)."""
+        assert self.churn is not None
+        view = c.view
+        if view is None or c.base is None or c.base.at != at:
+            decision = decide(c.value["profile"], c.value["seg"], at, library=self.library,
+                              user_id=user_id, cause="score", event_time=at,
+                              processing_time=now, late=False)
+            view = decision.view
+            c.view, c.base = view, decision.base
+        churn_fold.score(churn_fold.of(c.value), user_id, view, self._scorer, self.churn, out,
+                         at=at, cause=f"score:{to_iso(at)}:{self._scorer_version()}",
+                         rule_version=self.library.version, event_time=at, processing_time=now,
+                         late=False, historical=at < historical_before)
+        c.mirror = True
+
+    def _scorer_version(self) -> int:
+        return self._scorer.version if self._scorer is not None else 0
 
     def _skip(self, c: _Customer, deadline: datetime, previous: datetime | None,
               until: datetime) -> datetime:
@@ -375,10 +458,18 @@ def _next_write(value: Value) -> int:
 
 
 def _resend(c: _Customer, user_id: str, cause: str) -> None:
-    """Queue, in place, the alerts remembered for ``cause`` (a redelivered record)."""
+    """Queue, in place, the alerts (and churn examples) remembered for ``cause`` (a
+    redelivered record)."""
     for alert in resend(c.value.get("seg"), cause, user_id):
         if alert not in c.alerts:
             c.alerts.append(alert)
+    again = churn_fold.resend(c.value.get("churn"), cause, user_id)
+    for alert in again.alerts:
+        if alert not in c.alerts:
+            c.alerts.append(alert)
+    for example in again.examples:
+        if example not in c.examples:
+            c.examples.append(example)
 
 
 def _apply(c: _Customer, decision: Decision) -> None:

@@ -653,9 +653,15 @@ def _persisted_in(node: Any, at: tuple[str | int, ...]) -> Iterator[tuple[Any, P
 # Campaign triggers
 
 
+CHURN_GROUP = "churn"
+"""The churn risk band (``low``/``high``), announced by the fold as alerts of this group."""
+
+
 def _segment_group(value: str) -> str:
-    if value not in GROUPS and not (value.startswith(TAG_PREFIX) and value[len(TAG_PREFIX) :]):
-        raise refuse(f"has the unknown group {_show(value)}", "use value, activity or tag:<name>")
+    if value not in (*GROUPS, CHURN_GROUP) and not (
+            value.startswith(TAG_PREFIX) and value[len(TAG_PREFIX) :]):
+        raise refuse(f"has the unknown group {_show(value)}",
+                     "use value, activity, churn or tag:<name>")
     return value
 
 

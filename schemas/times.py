@@ -210,3 +210,15 @@ def to_iso(moment: datetime) -> str:
 @lru_cache(maxsize=16_384)
 def _utc_iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
+
+
+def aware_from_iso(text: object) -> datetime | None:
+    """An ISO 8601 text with an offset as an aware UTC datetime; None for anything else (not
+    text, empty, unreadable, naive, out of range). For times we wrote ourselves."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+        return moment.astimezone(UTC) if moment.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        return None

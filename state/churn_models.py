@@ -49,18 +49,24 @@ async def newest_message(settings: Settings, timeout_s: float = 15.0) -> dict[st
         tp = TopicPartition(settings.churn_models_topic, 0)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        newest = None
-        # the newest model record is at or near the end (compaction keeps the newest of a key;
-        # a record of another key may follow it): read back from the end in doubling steps
-        span = 1
-        start = end
-        while newest is None and start > 0:
-            start = max(0, end - span)
-            newest = await _last_model_record(consumer, tp, start, end, timeout_s)
-            span *= 2
-        return None if newest is None else wire.loads(newest)
+        return await newest_before(consumer, tp, end, timeout_s)
     finally:
         await consumer.stop()
+
+
+async def newest_before(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int,
+                        timeout_s: float = 15.0) -> dict[str, Any] | None:
+    """The newest model message at offsets before ``end`` on an assigned consumer (None: none).
+    The newest model record is at or near the end (compaction keeps the newest of a key; a
+    record of another key may follow it): it is read back from the end in doubling steps."""
+    newest = None
+    span = 1
+    start = end
+    while newest is None and start > 0:
+        start = max(0, end - span)
+        newest = await _last_model_record(consumer, tp, start, end, timeout_s)
+        span *= 2
+    return None if newest is None else wire.loads(newest)
 
 
 async def _last_model_record(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int,

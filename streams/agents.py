@@ -17,11 +17,13 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from custpulse.processors import churn_fold
 from custpulse.processors.campaigns import campaign_triggers, load_campaigns
+from custpulse.processors.churn_fold import ChurnConfig
 from custpulse.processors.clock import Watermark
-from custpulse.processors.envelope_fold import DeadLetter, EnvelopeFold, Mirror
+from custpulse.processors.envelope_fold import DeadLetter, EnvelopeFold, Mirror, value_deadline
 from custpulse.processors.ingest import IngestConfig, Position
-from custpulse.processors.lifecycle import decide, evaluated_at, next_deadline_of
+from custpulse.processors.lifecycle import decide, evaluated_at
 from custpulse.processors.ops import OpsMonitor
 from custpulse.processors.quality import NUMERIC_FIELDS, OPTIONAL_FIELDS, QualityTracker
 from custpulse.schemas import wire
@@ -46,6 +48,7 @@ from custpulse.state.redis_mirror import (
     write_profiles,
 )
 from custpulse.state.tables import ProfileStore, profiles_table
+from custpulse.streams.churn_scoring import ModelFollower, ModelHolder
 from custpulse.streams.clock_feed import ClockFeed
 from custpulse.streams.exact_offsets import AHEAD, BEHIND, ExactOffsetsConsumer, LogOrder
 from custpulse.streams.ingest_stage import IngestStage
@@ -111,9 +114,12 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     folded: dict[int, int] = {}  # per events partition: the offset after the last one folded
     waiting_since: dict[int, float] = {}  # per partition: since when its due ticks wait
 
+    churn = ChurnConfig(settings.churn_horizon_days, settings.churn_threshold,
+                        settings.churn_rescore_days)
     folder = EnvelopeFold(library, settings.dedupe_max_ids,
                           timedelta(seconds=settings.freshness_horizon_s),
-                          rewrite_duplicates=settings.store == "rocksdb://")
+                          rewrite_duplicates=settings.store == "rocksdb://", churn=churn)
+    models = ModelHolder()  # the newest churn model version, followed by Models below
 
     if settings.runs_ingest:
         ingest_clock = new_clock(settings)  # what this process reads; reported to the feed
@@ -127,6 +133,28 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             def __init__(self, **kwargs: Any) -> None:
                 super().__init__(settings=settings, metrics=metrics, config=config,
                                  quality=quality, clock=ingest_clock, ops=ops, **kwargs)
+
+    async def score_unscored(model: Any) -> None:
+        """A model (a first one, or one that may score where the last did not): the customers
+        without a probability are due now, so the next ticks score them."""
+        count = 0
+        for n, (user_id, value) in enumerate(store.items()):
+            if n % 1000 == 999:
+                await asyncio.sleep(0)
+            at = evaluated_at((value or {}).get("seg"))
+            if at is not None and churn_fold.unscored(value, model.version):
+                deadlines.add(user_id, at, partition_for(user_id, settings.partitions))
+                count += 1
+        if count:
+            log.info("churn model version %d: %d customers to score", model.version, count)
+
+    @app.service
+    class Models(ModelFollower):
+        """The churn model to score with: the newest version on <prefix>churn-models."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings=settings, holder=models, metrics=metrics,
+                             on_adopt=score_unscored, **kwargs)
 
     @app.service
     class Feed(ClockFeed):
@@ -176,6 +204,10 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                         sent.append(await producer.send(
                             settings.campaign_triggers_topic, key, wire.dumps(trigger),
                             None, None, None))
+                for example in m.examples:  # labelled in the fold, re-sent after a redelivery
+                    metrics.churn_examples.labels(str(example["label"])).inc()
+                    sent.append(await producer.send(settings.churn_examples_topic, key,
+                                                    wire.dumps(example), 0, None, None))
         for group, n in by_group.items():
             metrics.segment_changes.labels(group).inc(n)
         for future in sent:
@@ -294,7 +326,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     await delivery.submit(event, [letter], {}, started)
                     continue
                 now = datetime.now(UTC)
-                result = folder.fold(records, store.get, now)
+                result = folder.fold(records, store.get, now, models.current)
                 writes = [await dead_letter(letter, position) for letter in result.deadletters]
                 writes += [store.put(message.partition, user_id, value)
                            for user_id, value in result.writes.items()]
@@ -342,11 +374,16 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 continue
             if seg is not None and "next_deadline" in seg and (
                     seg.get("rule_version") == library.version):
-                deadline = next_deadline_of(seg)
+                deadline = value_deadline(value, churn)
             else:
                 deadline = decide(value["profile"], seg, at, library=library,
                                   user_id=user_id, cause="rebuild", event_time=at,
                                   processing_time=at, late=False).deadline
+                later = value_deadline(dict(value, seg=None), churn)  # the churn ones
+                if later is not None and (deadline is None or later < deadline):
+                    deadline = later
+            if models.current is not None and churn_fold.unscored(value, models.current.version):
+                deadline = at  # not scored by the model held: score it with the next tick
             deadlines.add(user_id, deadline, partition_for(user_id, settings.partitions))
             count += 1
         # What lives now (mostly the recovered table: acyclic state, freed by reference

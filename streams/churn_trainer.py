@@ -9,6 +9,10 @@ It learns each example (progressive validation: :class:`~custpulse.processors.ch
 ChurnModel`) and publishes a new version after ``CUSTPULSE_CHURN_PUBLISH_EVERY`` examples, or
 ``CUSTPULSE_CHURN_PUBLISH_INTERVAL_S`` after the first unpublished one. A record that is not an
 example is skipped and counted (``custpulse_churn_examples_skipped_total``), never learned.
+An example of a customer whose example with the same or a later ``labelled_at`` was learned
+is a repeat (a worker re-sends the examples of a redelivered record) and is counted in
+``custpulse_churn_examples_repeated_total``, not learned; after a takeover the last
+``CUSTPULSE_CHURN_DEDUPE_LOOKBACK`` examples before the restart point are read back for this.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ class TrainerMetrics:
         self.skipped = Counter("custpulse_churn_examples_skipped",
                                "Records of the examples topic that are not examples.",
                                registry=registry)
+        self.repeated = Counter("custpulse_churn_examples_repeated",
+                                "Examples not learned because the customer's example with "
+                                "that labelled_at (or a later one) was learned before "
+                                "(re-sent after a worker's redelivery).", registry=registry)
         self.version = Gauge("custpulse_churn_model_version", "Newest published model version.",
                              registry=registry)
         self.labels = Gauge("custpulse_churn_model_labels", "Examples the model has learned.",
@@ -97,6 +105,9 @@ class ChurnTrainer(Service):
         """Counts takeovers and revocations: a batch fetched across one is dropped."""
         self.publishing = asyncio.Lock()
         self.tp = TopicPartition(settings.churn_examples_topic, 0)
+        self.seen: dict[str, datetime] = {}
+        """Per customer, the newest ``labelled_at`` learned: a customer's labels are made in
+        increasing ``labelled_at``, so an example not newer is a re-sent one."""
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.redis: Any = None
@@ -136,6 +147,7 @@ class ChurnTrainer(Service):
         self.published_version = max(self.published_version, self.model.version)
         self.model.version = self.published_version
         self.unpublished = 0
+        self.seen = await self._learned_before(self.offset)
         assert self.consumer is not None
         self.consumer.seek(self.tp, self.offset)
         self.generation += 1
@@ -143,6 +155,40 @@ class ChurnTrainer(Service):
         self.metrics.show(self.model.status())
         log.info("churn trainer took over at version %d, examples offset %d",
                  self.model.version, self.offset)
+
+    async def _learned_before(self, end: int, timeout_s: float = 15.0) -> dict[str, datetime]:
+        """The newest ``labelled_at`` per customer among the last ``churn_dedupe_lookback``
+        examples before offset ``end`` (those the restored version learned), read on a
+        consumer of its own: re-sent examples after the restart point are recognised."""
+        start = max(0, end - self.settings.churn_dedupe_lookback)
+        seen: dict[str, datetime] = {}
+        if start >= end:
+            return seen
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
+                                    group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        try:
+            await consumer.start()
+            consumer.assign([self.tp])
+            consumer.seek(self.tp, start)
+            while await consumer.position(self.tp) < end:
+                batch = await consumer.getmany(self.tp, timeout_ms=int(timeout_s * 1000),
+                                               max_records=5000)
+                if not batch:
+                    raise TimeoutError("reading the examples before the restart point timed out")
+                for record in batch.get(self.tp, []):
+                    if record.offset >= end:
+                        break
+                    try:
+                        example = Example.from_wire(wire.loads(record.value))
+                    except Exception:  # noqa: BLE001, S112 (skipped when it was read the first time)
+                        continue
+                    if example.user_id not in seen or example.labelled_at > seen[
+                            example.user_id]:
+                        seen[example.user_id] = example.labelled_at
+        finally:
+            await consumer.stop()
+        return seen
 
     @Service.task
     async def _train(self) -> None:
@@ -161,10 +207,16 @@ class ChurnTrainer(Service):
                     continue  # already learned by the version restored
                 try:
                     example = Example.from_wire(wire.loads(record.value))
+                    last = self.seen.get(example.user_id)
+                    if last is not None and example.labelled_at <= last:
+                        self.metrics.repeated.inc()
+                        self.offset = record.offset + 1
+                        continue
                     self.model.learn(example)
                 except Exception:  # noqa: BLE001 (whatever a record holds, it is not learned)
                     self.metrics.skipped.inc()
                 else:
+                    self.seen[example.user_id] = example.labelled_at
                     self.metrics.learned.inc()
                     if not self.unpublished:
                         self.first_unpublished = time.monotonic()

@@ -22,6 +22,8 @@ class Metrics:
     ops_alerts: Counter
     tick_records: Counter
     tick_customers: Counter
+    churn_examples: Counter
+    churn_model_version: Gauge
 
 
 def create_metrics(registry: CollectorRegistry) -> Metrics:
@@ -66,5 +68,14 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
         tick_customers=Counter(
             "custpulse_tick_customers", "Customers named in the tick records sent.",
             registry=registry,
+        ),
+        churn_examples=Counter(
+            "custpulse_churn_examples_sent", "Labelled churn examples sent to "
+            "<prefix>churn-examples (re-sent ones too), by label.", ["label"],
+            registry=registry,
+        ),
+        churn_model_version=Gauge(
+            "custpulse_churn_scoring_model_version", "Churn model version this worker scores "
+            "with (0: none yet).", registry=registry,
         ),
     )

@@ -368,7 +368,7 @@ def test_problems_never_echo_the_document():
         validate(CampaignsYaml, data, "c.yaml", fail)
     message = str(info.value)
     assert len(message) < 250 and "n" * 60 not in message and "…" in message
-    assert "at triggers[0].when.group (trigger 't1'; use value, activity or tag:<name>)" in message
+    assert "at triggers[0].when.group (trigger 't1'; use value, activity, churn or tag:<name>)" in message
 
 
 def test_places_drop_union_tags_and_name_the_rule():

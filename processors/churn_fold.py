@@ -1,0 +1,257 @@
+"""The churn part of a customer's table value: labels made in the fold, the live score, its
+risk band and the alerts of band changes. Pure: the model is an argument (``scorer``), like time.
+
+The state, kept in the ``profiles`` table value as ``value["churn"]`` (JSON-ready)::
+
+    {"pending": <LabelState | None>,   # the one snapshot waiting for its label
+     "p": <probability | None>, "mv": <model version | None>, "at": "<iso as_of of the score>",
+     "band": "high" | "low" | None, "factors": [[feature, contribution], ...],
+     "sent": [{"w": <write version>, "by": "<record>",
+               "ex": [[label, scored_at, labelled_at, [features]], ...],
+               "al": [<alert>, ...]}, ...]}
+
+**Labels** (see :mod:`custpulse.processors.churn`): every evaluation of an event takes a
+snapshot when none is pending and the customer is active and not past the horizon; a return
+(the last activity moves past the snapshot's) makes a negative at that evaluation; the
+horizon deadline (last activity + horizon) makes a positive labelled exactly there, applied by
+the fold before anything at the same instant, like every deadline. The label deadline joins
+the customer's next deadline (:func:`deadline`), so a replay labels as live operation did,
+whatever the batching. Labels are decided at arrival, like alerts: the same arrival order gives
+the same examples (an event older than the customer's ``as_of`` counts as a return at that
+``as_of``); a customer's labels are made in increasing ``labelled_at``.
+
+**Scores** are computed at every evaluation the fold makes (each event, each deadline a rule
+needs, and a re-score deadline ``rescore_days`` after the last score while the customer is
+not churned) with the model version the worker has then; ``at`` says as of when. So a score
+is at most ``rescore_days`` of event time old, and a dormant customer's rising risk is seen
+within that. Scores and band alerts depend on the model version in use (processing time)
+and on which evaluations were made: they are re-sent identically after a redelivery, but
+unlike labels they are not a function of the events alone. Until the model has
+learned its minimum of labels (or before a worker has any model) there is no probability:
+``p`` is None and the profile says ``churn_status`` ``learning`` (or ``no_model``), never a
+made-up 0.5. A worker without a model keeps the last score it stored.
+
+**Band**: ``high`` when ``p >= threshold``, else ``low``. Entering or leaving ``high`` is an
+alert of group ``churn`` (``old``/``new`` the bands; the first score is an alert only when it is
+``high``), with the same id rules as segment alerts (cause: the event, or ``timer:<deadline>``).
+
+**Re-sending**: the examples and churn alerts of the customer's last
+:data:`~custpulse.processors.lifecycle.RECENT_WRITES` table writes are remembered under the
+record that made them (``by``), so a redelivered record re-sends the same ones (the trainer
+drops repeated examples by their ``labelled_at``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from custpulse.processors.alerts import segment_alert
+from custpulse.processors.churn import (
+    FEATURES,
+    HORIZON_DAYS,
+    features,
+    label_deadline,
+    label_step,
+    last_active,
+    snapshot,
+)
+from custpulse.processors.lifecycle import RECENT_WRITES
+from custpulse.schemas.times import aware_from_iso, to_iso
+
+ChurnState = dict[str, Any]
+GROUP = "churn"
+HIGH, LOW = "high", "low"
+DEFAULT_THRESHOLD = 0.5
+TOP_FACTORS = 3
+
+
+class Scorer(Protocol):
+    """What the fold scores with (:class:`~custpulse.processors.churn_model.ChurnModel`)."""
+
+    version: int
+
+    def score(self, x: dict[str, float]) -> float | None: ...
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]: ...
+
+
+DEFAULT_RESCORE_DAYS = 7.0
+
+
+@dataclass(frozen=True)
+class ChurnConfig:
+    """``horizon_days``: days of event time without activity that make a churned customer;
+    ``threshold``: the probability from which a customer is in band ``high``;
+    ``rescore_days``: a scored customer not yet churned is scored again at most this many days
+    of event time after its last score, events or not (0: only when the rules evaluate it)."""
+
+    horizon_days: float = HORIZON_DAYS
+    threshold: float = DEFAULT_THRESHOLD
+    rescore_days: float = DEFAULT_RESCORE_DAYS
+
+
+@dataclass
+class Outputs:
+    """What the churn steps of one customer made in a fold: examples to send (wire form) and
+    alerts (segment alert form, group ``churn``)."""
+
+    examples: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
+
+def empty() -> ChurnState:
+    return {"pending": None, "p": None, "mv": None, "at": None, "band": None, "factors": [],
+            "sent": []}
+
+
+def of(value: dict[str, Any]) -> ChurnState:
+    """The churn state of a table value (created empty in it when absent)."""
+    state = value.get("churn")
+    if not isinstance(state, dict):
+        state = value["churn"] = empty()
+    return state
+
+
+def deadline(value: Mapping[str, Any], config: ChurnConfig) -> datetime | None:
+    """When the pending snapshot of the value becomes a positive (None: nothing pending)."""
+    state = value.get("churn")
+    if not isinstance(state, dict):
+        return None
+    return label_deadline(state.get("pending"), config.horizon_days)
+
+
+def unscored(value: Mapping[str, Any], version: int) -> bool:
+    """Whether the customer has no probability and was not scored with model ``version`` or a
+    later one (a new model, or the first, may score it now)."""
+    state = value.get("churn")
+    if not isinstance(state, dict):
+        return True
+    mv = state.get("mv")
+    return state.get("p") is None and (not isinstance(mv, int) or mv < version)
+
+
+def rescore_deadline(value: Mapping[str, Any], config: ChurnConfig) -> datetime | None:
+    """When the customer is scored again with no event: ``rescore_days`` after its last score,
+    while it has a probability and is not churned (a snapshot is pending); else None."""
+    state = value.get("churn")
+    if not isinstance(state, dict) or config.rescore_days <= 0 or state.get("p") is None or (
+            state.get("pending") is None):
+        return None
+    at = aware_from_iso(state.get("at"))
+    return None if at is None else at + timedelta(days=config.rescore_days)
+
+
+def expire(state: ChurnState, user_id: str, until: datetime, config: ChurnConfig,
+           out: Outputs) -> bool:
+    """Apply the label deadline if it is ``<= until`` (a positive). Returns whether it was."""
+    pending, example = label_step(state.get("pending"), user_id, until=until,
+                                  horizon_days=config.horizon_days)
+    if example is None:
+        return False
+    state["pending"] = pending
+    out.examples.append(example.to_wire())
+    return True
+
+
+def observe(state: ChurnState, user_id: str, view: dict[str, Any], at: datetime,
+            config: ChurnConfig, out: Outputs) -> None:
+    """After the evaluation of an event as of ``at`` (``view``: the profile view then): a
+    return labels the pending snapshot negative, then a new snapshot is taken if none is
+    pending. Deadlines ``<= at`` were applied before (:func:`expire`)."""
+    pending, example = label_step(state.get("pending"), user_id, until=at,
+                                  active_at=last_active(view),
+                                  horizon_days=config.horizon_days)
+    if example is not None:
+        out.examples.append(example.to_wire())
+    state["pending"] = snapshot(pending, view, at, config.horizon_days)
+
+
+def score(state: ChurnState, user_id: str, view: dict[str, Any], scorer: Scorer | None,
+          config: ChurnConfig, out: Outputs, *, at: datetime, cause: str, rule_version: int,
+          event_time: datetime, processing_time: datetime, late: bool,
+          historical: bool) -> None:
+    """Score the evaluation's ``view`` (as of ``at``) and announce a band change (its alert
+    has the evaluation's cause, event time and flags, like a segment alert). Without a scorer
+    (the worker has no model yet) the stored score stays."""
+    if scorer is None:
+        return
+    x = features(view)
+    p = scorer.score(x)
+    state["p"], state["mv"] = p, scorer.version
+    state["at"] = to_iso(at)
+    old = state.get("band")
+    new = None if p is None else (HIGH if p >= config.threshold else LOW)
+    if new is None:
+        return
+    state["band"] = new
+    if new != old and HIGH in (old, new):
+        out.alerts.append(segment_alert(
+            user_id=user_id, group=GROUP, old=old, new=new, rule_version=rule_version,
+            traits={"churn_probability": round(p, 6), "churn_model_version": scorer.version,
+                    "churn_threshold": config.threshold},
+            cause=cause, event_time=event_time, processing_time=processing_time, late=late,
+            historical=historical))
+
+
+def finish(state: ChurnState, view: dict[str, Any] | None, scorer: Scorer | None,
+           write: int) -> None:
+    """At the end of the fold for a customer written as version ``write``: the top factors of
+    its score (once per write, from the view of its last evaluation), and the remembered
+    outputs of writes older than the last ``RECENT_WRITES`` forgotten."""
+    if scorer is not None and view is not None and state.get("p") is not None and (
+            state.get("mv") == scorer.version):
+        state["factors"] = [[name, round(value, 6)] for name, value in
+                            scorer.explain(features(view), TOP_FACTORS)]
+    elif state.get("p") is None:
+        state["factors"] = []
+    floor = write - RECENT_WRITES
+    sent = [entry for entry in state.get("sent") or []
+            if isinstance(entry, dict) and int(entry.get("w") or 0) > floor]
+    state["sent"] = sent
+
+
+def remember(state: ChurnState, by: str, write: int, outputs: Outputs) -> None:
+    """Keep what the record ``by`` made (examples, churn alerts) for re-sending. Examples are
+    kept compact: ``[label, scored_at, labelled_at, [features in FEATURES order]]``."""
+    if not outputs.examples and not outputs.alerts:
+        return
+    compact = [[e["label"], e["scored_at"], e["labelled_at"],
+                [e["features"][name] for name in FEATURES]] for e in outputs.examples]
+    state.setdefault("sent", []).append({"w": write, "by": by, "ex": compact,
+                                         "al": list(outputs.alerts)})
+
+
+def resend(state: Mapping[str, Any] | None, by: str, user_id: str) -> Outputs:
+    """The examples and churn alerts the record ``by`` made (a redelivery re-sends them)."""
+    out = Outputs([], [])
+    for entry in (state or {}).get("sent") or []:
+        if isinstance(entry, dict) and entry.get("by") == by:
+            out.examples.extend(
+                {"user_id": user_id, "features": dict(zip(FEATURES, values, strict=True)),
+                 "label": label, "scored_at": scored, "labelled_at": labelled}
+                for label, scored, labelled, values in entry.get("ex") or [])
+            out.alerts.extend(entry.get("al") or [])
+    return out
+
+
+def profile_fields(state: Mapping[str, Any] | None, has_model: bool) -> dict[str, Any]:
+    """The churn fields of the profile hash (see docs/contract.md)."""
+    state = state or {}
+    p = state.get("p")
+    if p is not None:
+        status = "scored"
+    elif state.get("mv") is not None or has_model:
+        status = "learning"
+    else:
+        status = "no_model"
+    return {"churn_probability": None if p is None else round(float(p), 6),
+            "churn_model_version": state.get("mv"),
+            "churn_band": state.get("band") if p is not None else None,
+            "churn_factors": [[n, v] for n, v in state.get("factors") or []],
+            "churn_scored_at": state.get("at"),
+            "churn_status": status}
+
+

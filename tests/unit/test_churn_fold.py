@@ -1,0 +1,317 @@
+"""Churn in the envelope fold (issue 12): labels made by events and ticks in event time, the
+label deadline joined to the customer's deadline, re-sending after a redelivery, scores and
+band alerts in the profile; and the fold's properties with churn on (hypothesis)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from custpulse.processors import churn
+from custpulse.processors.churn_fold import ChurnConfig
+from custpulse.processors.envelope_fold import EnvelopeFold, value_deadline
+from custpulse.schemas.envelope import pack, tick_records
+from tests.unit.test_fold_properties import LIB, NOW, PROPS, USERS, _arrival, _split
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+H = timedelta(days=churn.HORIZON_DAYS)
+CONFIG = ChurnConfig()
+
+
+class Recency:
+    """A scorer for the fold's tests: p = inactive days / 100 (at most 1), version fixed."""
+
+    def __init__(self, version: int = 7, ready: bool = True) -> None:
+        self.version, self.ready = version, ready
+
+    def score(self, x: dict[str, float]) -> float | None:
+        return min(1.0, x["inactive_days"] / 100) if self.ready else None
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        return [("inactive_days", x["inactive_days"] / 100)][:top]
+
+
+def order(n: int, at: datetime, user: str = "U1") -> dict[str, Any]:
+    return {"event_id": f"orders:o{n}", "source": "orders", "user_id": user,
+            "event_time": at.isoformat(),
+            "data": {"order_id": f"O{n}", "amount": "100.00", "status": "paid",
+                     "channel": "APP"}}
+
+
+def ticket(n: int, at: datetime, user: str = "U1") -> dict[str, Any]:
+    return {"event_id": f"tickets:t{n}", "source": "tickets", "user_id": user,
+            "event_time": at.isoformat(),
+            "data": {"ticket_id": f"T{n}", "issue_type": "question"}}
+
+
+class Run:
+    """A table folded envelope by envelope (values written back as JSON, like the changelog);
+    what every envelope sent, in order."""
+
+    def __init__(self, scorer: Any = None, config: ChurnConfig = CONFIG,
+                 freshness: timedelta = timedelta(hours=24)) -> None:
+        self.table: dict[str, Any] = {}
+        self.folder = EnvelopeFold(LIB, 5000, freshness, churn=config)
+        self.scorer = scorer
+        self.examples: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+        self.mirrors: dict[str, Any] = {}
+
+    def fold(self, *records: dict[str, Any]) -> Any:
+        result = self.folder.fold(json.loads(pack(list(records)))["records"],
+                                  lambda u: copy.deepcopy(self.table.get(u)), NOW, self.scorer)
+        self.table.update(json.loads(json.dumps(result.writes)))
+        for mirror in result.mirrors.values():
+            self.examples += mirror.examples
+            self.alerts += mirror.alerts
+        self.mirrors.update(result.mirrors)
+        return result
+
+    def tick(self, until: datetime, user: str = "U1") -> Any:
+        return self.fold(*tick_records([(user, until)], until))
+
+
+def labels(examples: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    return [(e["label"], e["scored_at"], e["labelled_at"]) for e in examples]
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def test_a_return_is_a_negative_and_the_horizon_a_positive_exactly_at_it():
+    run = Run()
+    run.fold(order(1, T0))
+    # the label deadline is the customer's deadline (the segment rules' may be later)
+    assert value_deadline(run.table["U1"], CONFIG) <= T0 + H
+    assert churn.label_deadline(run.table["U1"]["churn"]["pending"]) == T0 + H
+    run.fold(order(2, T0 + timedelta(days=10)))
+    assert labels(run.examples) == [(0, iso(T0), iso(T0 + timedelta(days=10)))]
+    # the next one expires at the last activity + H: a tick just before does nothing
+    last = T0 + timedelta(days=10)
+    run.tick(last + H - timedelta(microseconds=1))
+    assert len(run.examples) == 1
+    run.tick(last + H)
+    assert labels(run.examples)[1:] == [(1, iso(last), iso(last + H))]
+    assert run.table["U1"]["churn"]["pending"] is None
+    # a churned customer is not snapshotted again by a ticket; an order brings it back
+    run.fold(ticket(1, last + H + timedelta(days=1)))
+    assert run.table["U1"]["churn"]["pending"] is None
+    run.fold(order(3, last + H + timedelta(days=2)))
+    assert run.table["U1"]["churn"]["pending"]["at"] == iso(last + H + timedelta(days=2))
+    assert len(run.examples) == 2
+
+
+def test_an_event_at_the_horizon_comes_after_the_positive_label():
+    run = Run()
+    run.fold(order(1, T0))
+    run.fold(order(2, T0 + H))  # no tick: the event applies the deadline first
+    assert labels(run.examples) == [(1, iso(T0), iso(T0 + H))]
+    assert run.table["U1"]["churn"]["pending"]["at"] == iso(T0 + H)
+
+
+def test_features_of_the_snapshot_know_nothing_of_later_events():
+    run = Run()
+    run.fold(order(1, T0))
+    first = copy.deepcopy(run.table["U1"]["churn"]["pending"])
+    run.fold(ticket(1, T0 + timedelta(days=1)), ticket(2, T0 + timedelta(days=2)))
+    assert run.table["U1"]["churn"]["pending"] == first  # the oldest is kept
+    assert first["features"]["tickets_total"] == 0.0
+    assert first["features"]["orders_total"] == 1.0
+    run.fold(order(2, T0 + timedelta(days=3)))
+    assert run.examples[0]["features"] == first["features"]
+
+
+def test_a_redelivered_record_re_sends_its_example_and_a_replay_labels_the_same():
+    records = [order(1, T0), order(2, T0 + timedelta(days=5)), ticket(1, T0 + timedelta(days=6))]
+    run = Run()
+    for record in records:
+        run.fold(record)
+    sent = list(run.examples)
+    assert len(sent) == 1
+    run.fold(records[1])  # redelivered after its state was durable
+    assert run.examples[len(sent):] == sent
+    replay = Run()
+    replay.fold(*records)
+    assert replay.examples == sent
+
+
+def test_scores_band_alerts_and_the_profile_fields():
+    run = Run(Recency(version=7))
+    run.fold(order(1, T0))
+    fields = run.mirrors["U1"].view
+    assert fields["churn_probability"] == 0.0 and fields["churn_model_version"] == 7
+    assert fields["churn_status"] == "scored" and fields["churn_band"] == "low"
+    assert fields["churn_factors"] == [["inactive_days", 0.0]]
+    assert not [a for a in run.alerts if a["group"] == "churn"]  # a first low is no news
+    # time alone raises the risk: a tick evaluates the customer's deadlines
+    run.tick(T0 + timedelta(days=80))
+    churn_alerts = [a for a in run.alerts if a["group"] == "churn"]
+    assert [(a["old"], a["new"]) for a in churn_alerts] == [("low", "high")]
+    assert churn_alerts[0]["cause"].startswith("timer:")
+    assert churn_alerts[0]["traits"]["churn_model_version"] == 7
+    assert run.mirrors["U1"].view["churn_band"] == "high"
+    run.fold(order(2, T0 + timedelta(days=81)))
+    assert [(a["old"], a["new"]) for a in run.alerts if a["group"] == "churn"] == [
+        ("low", "high"), ("high", "low")]
+    # redelivered: the same alert again, same id
+    before = len(run.alerts)
+    run.fold(order(2, T0 + timedelta(days=81)))
+    again = [a for a in run.alerts[before:] if a["group"] == "churn"]
+    assert again == [a for a in run.alerts[:before]
+                     if a["group"] == "churn" and a["cause"] == "orders:o2"]
+    assert len(again) == 1
+
+
+def test_no_score_before_the_model_is_ready_and_none_without_a_model():
+    run = Run(None)
+    run.fold(order(1, T0))
+    view = run.mirrors["U1"].view
+    assert view["churn_status"] == "no_model" and view["churn_probability"] is None
+    run.scorer = Recency(version=1, ready=False)
+    run.fold(order(2, T0 + timedelta(days=1)))
+    view = run.mirrors["U1"].view
+    assert view["churn_status"] == "learning" and view["churn_probability"] is None
+    assert view["churn_model_version"] == 1 and view["churn_factors"] == []
+
+
+# ------------------------------------------------------------------ properties, churn on
+
+def _fold(envelopes: list[list[Any]], table: dict[str, Any] | None = None,
+          scorer: Any = None) -> tuple[dict[str, Any], list[list[dict]], list[list[dict]]]:
+    table = {} if table is None else table
+    folder = EnvelopeFold(LIB, 5000, churn=CONFIG)
+    examples, alerts = [], []
+    for chunk in envelopes:
+        result = folder.fold(json.loads(pack(chunk))["records"],
+                             lambda u: copy.deepcopy(table.get(u)), NOW, scorer)
+        table.update(json.loads(json.dumps(result.writes)))
+        examples.append([e for m in result.mirrors.values() for e in m.examples])
+        alerts.append([a for m in result.mirrors.values() for a in m.alerts])
+    return table, examples, alerts
+
+
+def _state(table: dict[str, Any]) -> dict[str, Any]:
+    """Every field but the write bookkeeping (version, what is remembered for re-sending)."""
+    out = {}
+    for user, value in table.items():
+        value = copy.deepcopy(value)
+        value.pop("version", None)
+        if value.get("seg"):
+            value["seg"]["recent"] = None
+        if value.get("churn"):
+            value["churn"]["sent"] = None
+        out[user] = value
+    return out
+
+
+def _per_user(chunks: list[list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in (x for chunk in chunks for x in chunk):
+        out.setdefault(item["user_id"], []).append(item)
+    return out
+
+
+def _with_ticks(wires: list[dict[str, Any]], rng: random.Random,
+                n: int = 8) -> list[dict[str, Any]]:
+    """Ticks as the worker's timer sends them: at a random place of the arrival, for a customer
+    already seen, up to the watermark there (the latest event time so far)."""
+    places = sorted(rng.sample(range(1, len(wires)), min(n, len(wires) - 1)), reverse=True)
+    out = list(wires)
+    for place in places:
+        before = wires[:place]
+        until = max(datetime.fromisoformat(w["event_time"]) for w in before)
+        user = rng.choice(sorted({w["user_id"] for w in before}))
+        out.insert(place, tick_records([(user, until)], until)[0])
+    return out
+
+
+@PROPS
+@given(seed=st.integers(0, 2**32 - 1), sizes=st.lists(st.integers(1, 80), min_size=1,
+                                                       max_size=4),
+       disorder=st.sampled_from([0.0, 0.05, 0.3]))
+def test_any_split_gives_the_same_churn_state_examples_and_alerts(seed, sizes, disorder):
+    rng = random.Random(seed)
+    wires = _arrival(rng, rng.sample(USERS, 3), disorder)
+    if disorder == 0.0:  # ticks with late events: see the xfail test below
+        wires = _with_ticks(wires, rng)
+    scorer = Recency(version=3)
+    reference, ref_examples, ref_alerts = _fold([wires], scorer=scorer)
+    table, examples, alerts = _fold(_split(wires, sizes), scorer=scorer)
+    assert _state(table) == _state(reference)
+    assert _per_user(examples) == _per_user(ref_examples)
+    assert _per_user(alerts) == _per_user(ref_alerts)
+    assert any(ref_examples), "the history labels something"
+
+
+@PROPS
+@given(seed=st.integers(0, 2**32 - 1), sizes=st.lists(st.integers(1, 80), min_size=1,
+                                                       max_size=3),
+       redeliveries=st.integers(0, 30), crash=st.floats(0, 1), durable=st.integers(0, 4),
+       disorder=st.sampled_from([0.0, 0.05]))
+def test_redeliveries_and_any_crash_point_send_every_example_with_the_same_state(
+        seed, sizes, redeliveries, crash, durable, disorder):
+    rng = random.Random(seed)
+    wires = _arrival(rng, rng.sample(USERS, 3), disorder)
+    if disorder == 0.0:  # ticks with late events: see the xfail test below
+        wires = _with_ticks(wires, rng)
+    scorer = Recency(version=3)
+    reference, ref_examples, ref_alerts = _fold([wires], scorer=scorer)
+    delivered = list(wires)
+    for _ in range(redeliveries):
+        at = rng.randint(1, len(delivered))
+        delivered.insert(at, copy.deepcopy(delivered[rng.randrange(at)]))
+    envelopes = _split(delivered, sizes)
+    committed = int(crash * len(envelopes))
+    durable_up_to = min(len(envelopes), committed + durable)
+    table, first, first_alerts = _fold(envelopes[:durable_up_to], scorer=scorer)
+    sent = [e for chunk in first[:committed] for e in chunk]
+    announced = [a for chunk in first_alerts[:committed] for a in chunk]
+    table, second, second_alerts = _fold(envelopes[committed:], table, scorer=scorer)
+    sent += [e for chunk in second for e in chunk]
+    announced += [a for chunk in second_alerts for a in chunk]
+    assert _state(table) == _state(reference)
+    # every example of the undisturbed run is sent, and no other: the trainer keeps the
+    # first of each (user, labelled_at), which is the same example
+    key = lambda e: (e["user_id"], e["labelled_at"])  # noqa: E731
+    ref = {key(e): e for chunk in ref_examples for e in chunk}
+    assert len(ref) == sum(len(chunk) for chunk in ref_examples)
+    assert {key(e) for e in sent} == set(ref)
+    for example in sent:
+        assert example == ref[key(example)]
+    by_id = {a["alert_id"]: a for a in announced}
+    assert {a["alert_id"] for chunk in ref_alerts for a in chunk} == set(by_id)
+
+
+@pytest.mark.xfail(strict=True, reason="known, from before churn: with ticks and events later "
+                   "than the customer's as_of, segment alerts depend on the envelope split "
+                   "(the state does not)")
+def test_ticks_with_late_events_give_the_same_alerts_whatever_the_split():
+    rng = random.Random(62)
+    wires = _with_ticks(_arrival(rng, rng.sample(USERS, 3), 0.05), rng)
+    reference, _, ref_alerts = _fold([wires])
+    table, _, alerts = _fold(_split(wires, [1]))
+    assert _state(table) == _state(reference)
+    assert _per_user(alerts) == _per_user(ref_alerts)
+
+
+def test_a_churn_alert_can_trigger_the_win_back_campaign(tmp_path):
+    from custpulse.processors.campaigns import campaign_triggers, load_campaigns
+    path = tmp_path / "campaigns.yaml"
+    path.write_text("version: 1\nholdout_share: 0\ntriggers:\n  - name: churn_model_winback\n"
+                    "    when: {group: churn, to: high}\n    action: {type: offer, campaign: "
+                    "win_back_offer, channel: app_push, description: win back}\n")
+    run = Run(Recency(version=2), freshness=timedelta(days=400))  # a move of last month counts
+    run.fold(order(1, NOW - timedelta(days=85)))
+    run.tick(NOW - timedelta(days=5))
+    alert = next(a for a in run.alerts if a["group"] == "churn")
+    assert (alert["old"], alert["new"], alert["historical"]) == ("low", "high", False)
+    (trigger,) = campaign_triggers(load_campaigns(str(path)), alert)
+    assert trigger["action"]["campaign"] == "win_back_offer" and trigger["user_id"] == "U1"
