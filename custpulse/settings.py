@@ -174,12 +174,20 @@ class Settings(BaseModel):
     churn_rescore_days: float = Field(
         7.0, ge=0, le=3650, description="A scored customer not yet churned is scored again "
         "this many days of event time after its last score, with or without events (0: only "
-        "when the segment rules evaluate it)."
+        "when the segment rules evaluate it; else at least 1/24, one hour)."
     )
     churn_dedupe_lookback: int = Field(
         100_000, ge=0, description="Examples before its restart point the trainer reads "
         "back (without learning them) to recognise re-sent examples after a restart."
     )
+
+    @field_validator("churn_rescore_days")
+    @classmethod
+    def _rescore_not_tiny(cls, value: float) -> float:
+        if 0 < value < 1 / 24:
+            raise ValueError("must be 0 (off) or at least 1/24 day (one hour, the profile's "
+                             "resolution)")
+        return value
 
     @field_validator("source_tz")
     @classmethod

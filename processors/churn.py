@@ -34,8 +34,9 @@ in the units its name says:
 ``a``, the customer's last activity at or before ``s``) is *pending* until either
 
 * the customer is active again (an order or any activity) at a time ``t`` with
-  ``s < t < a + H``: a **negative** example (the customer came back), labelled at ``t``
-  (activity from before ``s`` that arrives late moves ``a`` instead); or
+  ``s + 1 day <= t < a + H``: a **negative** example (the customer came back), labelled at
+  ``t`` (:data:`RETURN_AFTER`; activity sooner after ``s``, or from before ``s`` arriving
+  late, moves ``a`` instead); or
 * event time reaches ``a + H`` with no activity after ``a``: a **positive** example (churned),
   labelled at ``a + H`` exactly. ``H`` is the churn horizon (default 90 days of event time).
 
@@ -57,6 +58,11 @@ from custpulse.schemas.times import aware_from_iso
 
 HORIZON_DAYS = 90.0
 """Default churn horizon: days of event time without an order or any activity."""
+
+RETURN_AFTER = timedelta(days=1)
+"""Activity counts as a return (a negative label) only this long after the scoring or later:
+a customer browsing on in the same session has not "come back" (and a busy customer makes at
+most about one example a day). Activity sooner moves the snapshot's last activity."""
 
 FEATURES: tuple[str, ...] = (
     "recency_days", "frequency_30d", "frequency_90d", "frequency_trend", "monetary_30d",
@@ -244,13 +250,14 @@ def label_step(
     """Move the pending snapshot to event time ``until``; ``active_at``: the customer's last
     activity as seen at ``until`` (an order or behaviour event), else None.
 
-    The horizon deadline is applied before activity at the same instant. Activity later than
-    the scoring time makes a negative labelled at ``until`` (the evaluation that saw it: the
-    event's time, or for an event older than the customer's ``as_of``, that ``as_of``), so
-    the labels of one customer are made in strictly increasing ``labelled_at``. Activity that
-    arrives late, from between the snapshot's last activity and its scoring, moves the
-    snapshot's last activity (so its horizon) and labels nothing. Returns the pending
-    snapshot left (None once labelled) and the example made, if any."""
+    The horizon deadline is applied before activity at the same instant. Activity at least
+    :data:`RETURN_AFTER` after the scoring time makes a negative labelled at ``until`` (the
+    evaluation that saw it: the event's time, or for an event older than the customer's
+    ``as_of``, that ``as_of``), so the labels of one customer are made in strictly
+    increasing ``labelled_at``. Other activity later than the snapshot's last activity
+    (sooner after the scoring, or from before it arriving late) moves the snapshot's last
+    activity (so its horizon) and labels nothing. Returns the pending snapshot left (None
+    once labelled) and the example made, if any."""
     if pending is None:
         return None, None
     deadline = label_deadline(pending, horizon_days)
@@ -258,9 +265,10 @@ def label_step(
     scored = _parse(pending["at"])
     if deadline <= until:
         return None, Example(user_id, dict(pending["features"]), 1, scored, deadline)
-    if active_at is not None and active_at > scored:
+    if active_at is not None and active_at >= scored + RETURN_AFTER:
         return None, Example(user_id, dict(pending["features"]), 0, scored, until)
     if active_at is not None and active_at > _parse(pending["active"]):
-        # activity that arrived late, from before the scoring: it moves the horizon only
+        # activity too soon after the scoring to be a return, or from before it arriving
+        # late: it moves the horizon only
         return dict(pending, active=_iso(active_at)), None
     return pending, None

@@ -43,6 +43,7 @@ drops repeated examples by their ``labelled_at``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,45 +103,105 @@ class Outputs:
     alerts: list[dict[str, Any]]
 
 
+SENT_MAX_ENTRIES = 200
+"""A hard bound on remembered outputs per customer (besides the last ``RECENT_WRITES``
+writes): beyond it the oldest are forgotten."""
+
+
 def empty() -> ChurnState:
     return {"pending": None, "p": None, "mv": None, "at": None, "band": None, "factors": [],
             "sent": []}
 
 
-def of(value: dict[str, Any]) -> ChurnState:
-    """The churn state of a table value (created empty in it when absent)."""
-    state = value.get("churn")
+def _readable(state: Any) -> bool:
+    """Whether ``state`` has the shape this module writes (values come from a changelog that
+    another version, or damage, may have written: what is not readable is started afresh)."""
     if not isinstance(state, dict):
+        return False
+    pending = state.get("pending")
+    if pending is not None:
+        if not isinstance(pending, dict) or aware_from_iso(pending.get("at")) is None or (
+                aware_from_iso(pending.get("active")) is None):
+            return False
+        x = pending.get("features")
+        if not isinstance(x, dict) or set(x) != _NAMES or not all(
+                type(v) is float and math.isfinite(v) for v in x.values()):
+            return False
+    p, mv = state.get("p"), state.get("mv")
+    if p is not None and not (type(p) is float and 0.0 <= p <= 1.0):
+        return False
+    if mv is not None and type(mv) is not int:
+        return False
+    if state.get("at") is not None and aware_from_iso(state.get("at")) is None:
+        return False
+    if state.get("band") not in (None, HIGH, LOW):
+        return False
+    factors, sent = state.get("factors"), state.get("sent")
+    if not isinstance(factors, list) or not all(
+            isinstance(f, list) and len(f) == 2 and isinstance(f[0], str)
+            and type(f[1]) in (int, float) for f in factors):
+        return False
+    return isinstance(sent, list) and all(
+        isinstance(e, dict) and type(e.get("w")) is int and isinstance(e.get("by"), str)
+        and isinstance(e.get("ex"), list) and isinstance(e.get("al"), list)
+        and all(isinstance(x, list) and len(x) == 4 and isinstance(x[3], list)
+                and len(x[3]) == len(FEATURES) for x in e["ex"])
+        for e in sent)
+
+
+_NAMES = frozenset(FEATURES)
+
+
+def read(value: Mapping[str, Any]) -> ChurnState | None:
+    """The churn state of a table value, None when it has none or an unreadable one."""
+    state = value.get("churn")
+    return state if _readable(state) else None
+
+
+def of(value: dict[str, Any]) -> ChurnState:
+    """The churn state of a table value, created empty in it when absent or unreadable (the
+    fold calls this once per customer and envelope before any other function here)."""
+    state = value.get("churn")
+    if state is None or not _readable(state):
         state = value["churn"] = empty()
     return state
 
 
 def deadline(value: Mapping[str, Any], config: ChurnConfig) -> datetime | None:
     """When the pending snapshot of the value becomes a positive (None: nothing pending)."""
-    state = value.get("churn")
-    if not isinstance(state, dict):
-        return None
-    return label_deadline(state.get("pending"), config.horizon_days)
+    state = read(value)
+    return None if state is None else label_due(state, config)
 
 
 def unscored(value: Mapping[str, Any], version: int) -> bool:
     """Whether the customer has no probability and was not scored with model ``version`` or a
     later one (a new model, or the first, may score it now)."""
-    state = value.get("churn")
-    if not isinstance(state, dict):
-        return True
-    mv = state.get("mv")
-    return state.get("p") is None and (not isinstance(mv, int) or mv < version)
+    state = read(value)
+    return True if state is None else needs_score(state, version)
 
 
 def rescore_deadline(value: Mapping[str, Any], config: ChurnConfig) -> datetime | None:
     """When the customer is scored again with no event: ``rescore_days`` after its last score,
     while it has a probability and is not churned (a snapshot is pending); else None."""
-    state = value.get("churn")
-    if not isinstance(state, dict) or config.rescore_days <= 0 or state.get("p") is None or (
-            state.get("pending") is None):
+    state = read(value)
+    return None if state is None else rescore_due(state, config)
+
+
+# The same on a state already read (by :func:`of`), for the fold's inner loop.
+
+def label_due(state: ChurnState, config: ChurnConfig) -> datetime | None:
+    return label_deadline(state["pending"], config.horizon_days)
+
+
+def needs_score(state: ChurnState, version: int) -> bool:
+    mv = state["mv"]
+    return state["p"] is None and (mv is None or mv < version)
+
+
+def rescore_due(state: ChurnState, config: ChurnConfig) -> datetime | None:
+    if config.rescore_days <= 0 or state["p"] is None or state["pending"] is None:
         return None
-    at = aware_from_iso(state.get("at"))
+    at = aware_from_iso(state["at"])
     return None if at is None else at + timedelta(days=config.rescore_days)
 
 
@@ -180,7 +241,8 @@ def score(state: ChurnState, user_id: str, view: dict[str, Any], scorer: Scorer 
         return
     x = features(view)
     p = scorer.score(x)
-    state["p"], state["mv"] = p, scorer.version
+    state["p"] = None if p is None else float(p)
+    state["mv"] = int(scorer.version)
     state["at"] = to_iso(at)
     old = state.get("band")
     new = None if p is None else (HIGH if p >= config.threshold else LOW)
@@ -208,9 +270,7 @@ def finish(state: ChurnState, view: dict[str, Any] | None, scorer: Scorer | None
     elif state.get("p") is None:
         state["factors"] = []
     floor = write - RECENT_WRITES
-    sent = [entry for entry in state.get("sent") or []
-            if isinstance(entry, dict) and int(entry.get("w") or 0) > floor]
-    state["sent"] = sent
+    state["sent"] = [entry for entry in state["sent"] if entry["w"] > floor][-SENT_MAX_ENTRIES:]
 
 
 def remember(state: ChurnState, by: str, write: int, outputs: Outputs) -> None:
@@ -220,15 +280,17 @@ def remember(state: ChurnState, by: str, write: int, outputs: Outputs) -> None:
         return
     compact = [[e["label"], e["scored_at"], e["labelled_at"],
                 [e["features"][name] for name in FEATURES]] for e in outputs.examples]
-    state.setdefault("sent", []).append({"w": write, "by": by, "ex": compact,
-                                         "al": list(outputs.alerts)})
+    state["sent"].append({"w": write, "by": by, "ex": compact, "al": list(outputs.alerts)})
 
 
 def resend(state: Mapping[str, Any] | None, by: str, user_id: str) -> Outputs:
-    """The examples and churn alerts the record ``by`` made (a redelivery re-sends them)."""
+    """The examples and churn alerts the record ``by`` made (a redelivery re-sends them);
+    ``state`` read by :func:`of` (or None)."""
     out = Outputs([], [])
-    for entry in (state or {}).get("sent") or []:
-        if isinstance(entry, dict) and entry.get("by") == by:
+    if state is None:
+        return out
+    for entry in state["sent"]:
+        if entry["by"] == by:
             out.examples.extend(
                 {"user_id": user_id, "features": dict(zip(FEATURES, values, strict=True)),
                  "label": label, "scored_at": scored, "labelled_at": labelled}
@@ -239,7 +301,12 @@ def resend(state: Mapping[str, Any] | None, by: str, user_id: str) -> Outputs:
 
 def profile_fields(state: Mapping[str, Any] | None, has_model: bool) -> dict[str, Any]:
     """The churn fields of the profile hash (see docs/contract.md)."""
-    state = state or {}
+    return state_fields(state if state is not None and _readable(state) else empty(),
+                        has_model)
+
+
+def state_fields(state: Mapping[str, Any], has_model: bool) -> dict[str, Any]:
+    """:func:`profile_fields` of a state already read (by :func:`of`)."""
     p = state.get("p")
     if p is not None:
         status = "scored"

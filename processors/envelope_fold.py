@@ -136,12 +136,15 @@ def empty_value() -> Value:
 
 
 def value_deadline(value: Value, churn: ChurnConfig | None) -> datetime | None:
-    """The customer's next deadline: the segment state's, or the churn label's if earlier."""
+    """The customer's next deadline: the segment state's, or the churn label's or re-score's
+    if earlier."""
     times = [next_deadline_of(value.get("seg"))]
     if churn is not None:
-        times += [churn_fold.deadline(value, churn), churn_fold.rescore_deadline(value, churn)]
-    times = [t for t in times if t is not None]
-    return min(times) if times else None
+        state = churn_fold.read(value)
+        if state is not None:
+            times += [churn_fold.label_due(state, churn), churn_fold.rescore_due(state, churn)]
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 def ops_signal(event: CanonicalEvent) -> str | None:
@@ -223,6 +226,8 @@ class EnvelopeFold:
                     if not create:
                         return None
                     value = empty_value()
+                if self.churn is not None:
+                    churn_fold.of(value)  # read (or started afresh) once per envelope
                 c = customers[user_id] = _Customer(value)
             return c
 
@@ -266,8 +271,7 @@ class EnvelopeFold:
                 if at is not None:
                     prune(value["profile"], at)  # memory only: views ignore older buckets
                 if self.churn is not None:
-                    churn_fold.finish(churn_fold.of(value), c.view, scorer,
-                                      _next_write(value))
+                    churn_fold.finish(value["churn"], c.view, scorer, _next_write(value))
                 value["version"] = int(value.get("version") or 0) + 1
                 result.writes[user_id] = value
                 deadline = value_deadline(value, self.churn)
@@ -284,8 +288,7 @@ class EnvelopeFold:
                           "last_event_time": dedupe.get("last_event_time")}
                 view = dict(c.view)
                 if self.churn is not None:
-                    view.update(churn_fold.profile_fields(value.get("churn"),
-                                                          scorer is not None))
+                    view.update(churn_fold.state_fields(value["churn"], scorer is not None))
                 result.mirrors[user_id] = Mirror(view, counts, int(value.get("version") or 0),
                                                  c.alerts, to_iso(now), c.examples)
         return result
@@ -331,7 +334,7 @@ class EnvelopeFold:
                           historical_before=historical_before, write=_next_write(value))
         _apply(c, decision)
         if self.churn is not None:
-            state = churn_fold.of(value)
+            state = value["churn"]
             churn_fold.observe(state, event.user_id, decision.view, as_of, self.churn, out)
             churn_fold.score(state, event.user_id, decision.view, self._scorer, self.churn, out,
                              at=as_of, cause=event.event_id, rule_version=self.library.version,
@@ -344,22 +347,21 @@ class EnvelopeFold:
         """Queue the churn outputs of the record ``by`` and remember them for re-sending."""
         if self.churn is None or not (out.examples or out.alerts):
             return
-        churn_fold.remember(churn_fold.of(c.value), by, _next_write(c.value), out)
+        churn_fold.remember(c.value["churn"], by, _next_write(c.value), out)
         c.examples.extend(out.examples)
         c.alerts.extend(out.alerts)
+        c.mirror = True  # what it made goes out with the customer's mirror
     def _advance(self, user_id: str, c: _Customer, until: datetime, by: str, now: datetime,
                  historical_before: datetime, out: Outputs) -> bool:
-        """Apply the customer's deadlines ``<= until``, one evaluation each, in event time
-        (the churn label deadline first: it reads no evaluation). Returns whether any was
-        applied."""
+        """Apply the customer's deadlines ``<= until``, one evaluation each, in event time:
+        the segment rules' (past those no rule reads), the churn label deadline (its positive,
+        then an evaluation at it) and the churn re-score deadline. Returns whether any was
+        applied (a score of the customer as it is, for a new model, does not count: a tick
+        that only did that may be a redelivery and re-sends what it made before)."""
         value = c.value
         seg = value.get("seg")
         if seg is None:
             return False
-        applied = False
-        if self.churn is not None and churn_fold.expire(churn_fold.of(value), user_id, until,
-                                                        self.churn, out):
-            c.dirty = applied = True
         if "next_deadline" not in seg or seg.get("rule_version") != self.library.version:
             # a value written before deadlines were stored, or under other rules: find it
             at = evaluated_at(seg)
@@ -368,32 +370,45 @@ class EnvelopeFold:
             seg["next_deadline"] = decide(value["profile"], seg, at, library=self.library,
                                           user_id=user_id, cause="rebuild", event_time=at,
                                           processing_time=now, late=False).seg["next_deadline"]
+        applied = False
+        churn = self.churn
+        state = value["churn"] if churn is not None else None
         for _ in range(MAX_STEPS):
             seg = value["seg"]
             deadline = next_deadline_of(seg)
             previous = evaluated_at(seg)
-            rescore = None
-            if self.churn is not None and self._scorer is not None:
-                rescore = churn_fold.rescore_deadline(value, self.churn)
-                if rescore is not None and (rescore > until or (
-                        previous is not None and rescore <= previous)):
-                    rescore = None
-                if previous is not None and previous <= until and churn_fold.unscored(
-                        value, self._scorer.version):
-                    rescore = previous  # never scored with this model: score it as it is
-            if deadline is None or deadline > until or (
-                    previous is not None and deadline <= previous):
-                if rescore is None:
-                    break
-                deadline = rescore  # only the churn score is due
-            else:
+            if deadline is not None and (deadline > until or (
+                    previous is not None and deadline <= previous)):
+                deadline = None
+            elif deadline is not None:
                 deadline = self._skip(c, deadline, previous, until)
-                if rescore is not None and rescore < deadline:
-                    deadline = rescore
-            if previous is not None and deadline == previous:
+            label = rescore = None
+            if state is not None and churn is not None:
+                label = churn_fold.label_due(state, churn)
+                if label is not None and label > until:
+                    label = None
+                if self._scorer is not None:
+                    rescore = churn_fold.rescore_due(state, churn)
+                    if rescore is not None and (rescore > until or (
+                            previous is not None and rescore <= previous)):
+                        rescore = None
+                    if previous is not None and previous <= until and churn_fold.needs_score(
+                            state, self._scorer.version):
+                        rescore = previous  # never scored with this model: score it as it is
+            due = [t for t in (deadline, label, rescore) if t is not None]
+            if not due:
+                break
+            deadline = min(due)
+            if label is not None and label == deadline:
+                assert state is not None and churn is not None
+                churn_fold.expire(state, user_id, label, churn, out)
+                c.dirty = applied = True
+                if previous is not None and label <= previous:
+                    continue  # (a value written otherwise) labelled; nothing to evaluate
+            elif previous is not None and deadline == previous:
                 # a score of the customer as it is: no segment can move
                 self._score(user_id, c, previous, now, historical_before, out)
-                c.dirty = applied = True
+                c.dirty = True
                 continue
             decision = decide(value["profile"], seg, deadline, library=self.library,
                               user_id=user_id, cause=timer_cause(deadline),
@@ -401,9 +416,9 @@ class EnvelopeFold:
                               historical_before=historical_before, by=by,
                               write=_next_write(value), base=c.base)
             _apply(c, decision)
-            if self.churn is not None:
-                churn_fold.score(churn_fold.of(value), user_id, decision.view, self._scorer,
-                                 self.churn, out, at=deadline, cause=timer_cause(deadline),
+            if state is not None and churn is not None:
+                churn_fold.score(state, user_id, decision.view, self._scorer, churn, out,
+                                 at=deadline, cause=timer_cause(deadline),
                                  rule_version=self.library.version, event_time=deadline,
                                  processing_time=now, late=False,
                                  historical=deadline < historical_before)
@@ -411,7 +426,6 @@ class EnvelopeFold:
             c.dirty = True
             applied = True
         return applied
-
 
     def _score(self, user_id: str, c: _Customer, at: datetime, now: datetime,
                historical_before: datetime, out: Outputs) -> None:
@@ -425,7 +439,7 @@ class EnvelopeFold:
                               processing_time=now, late=False)
             view = decision.view
             c.view, c.base = view, decision.base
-        churn_fold.score(churn_fold.of(c.value), user_id, view, self._scorer, self.churn, out,
+        churn_fold.score(c.value["churn"], user_id, view, self._scorer, self.churn, out,
                          at=at, cause=f"score:{to_iso(at)}:{self._scorer_version()}",
                          rule_version=self.library.version, event_time=at, processing_time=now,
                          late=False, historical=at < historical_before)
@@ -463,7 +477,7 @@ def _resend(c: _Customer, user_id: str, cause: str) -> None:
     for alert in resend(c.value.get("seg"), cause, user_id):
         if alert not in c.alerts:
             c.alerts.append(alert)
-    again = churn_fold.resend(c.value.get("churn"), cause, user_id)
+    again = churn_fold.resend(churn_fold.read(c.value), cause, user_id)
     for alert in again.alerts:
         if alert not in c.alerts:
             c.alerts.append(alert)

@@ -60,15 +60,21 @@ class ModelFollower(Service):
         self.holder = holder
         self.metrics = metrics
         self.on_adopt = on_adopt
-        """Called with each model adopted (the worker schedules its unscored customers)."""
+        """Called with the first version adopted that scores (the worker then schedules the
+        customers it has not scored)."""
 
     async def _adopt(self, message: Any) -> None:
+        before = self.holder.current
         if message is not None and self.holder.adopt(message):
             model = self.holder.current
             assert model is not None
             self.metrics.churn_model_version.set(model.version)
             log.info("scoring churn with model version %d", model.version)
-            if self.on_adopt is not None:
+            ready = model.labels >= model.min_labels
+            # once a version scores, every customer evaluated from then on is scored: only
+            # the first such version needs the customers evaluated before it to be due
+            if self.on_adopt is not None and ready and (
+                    before is None or before.labels < before.min_labels):
                 await self.on_adopt(model)
 
     @Service.task

@@ -315,3 +315,96 @@ def test_a_churn_alert_can_trigger_the_win_back_campaign(tmp_path):
     assert (alert["old"], alert["new"], alert["historical"]) == ("low", "high", False)
     (trigger,) = campaign_triggers(load_campaigns(str(path)), alert)
     assert trigger["action"]["campaign"] == "win_back_offer" and trigger["user_id"] == "U1"
+
+
+def test_a_worker_never_goes_back_a_model_version():
+    from custpulse.processors.churn_model import ChurnModel
+    from custpulse.streams.churn_scoring import ModelHolder
+
+    def message(version: int) -> dict[str, Any]:
+        model = ChurnModel(min_labels=1)
+        model.version = version
+        return {"v": 1, "model": model.to_snapshot(), "offset": 0, "published_at": "x"}
+
+    holder = ModelHolder()
+    assert holder.adopt(message(3)) and holder.current.version == 3
+    assert not holder.adopt(message(2)) and holder.current.version == 3  # an older one, late
+    assert not holder.adopt(message(3))
+    assert not holder.adopt({"model": {"kind": "other"}})  # not a model: kept, not raised
+    assert holder.adopt(message(5)) and holder.current.version == 5
+
+
+# ------------------------------------------------------------------ review findings
+
+def test_a_positive_made_by_a_tick_alone_is_sent_whatever_the_horizon():
+    for days in (30, 60, 90, 120, 180):
+        config = ChurnConfig(horizon_days=days)
+        run = Run(None, config)
+        run.fold(order(1, T0))
+        horizon = T0 + timedelta(days=days)
+        run.tick(horizon + timedelta(seconds=1))
+        assert labels(run.examples) == [(1, iso(T0), iso(horizon))], days
+
+
+def test_a_tick_past_the_horizon_moves_the_customer_to_it_so_later_events_are_late():
+    config = ChurnConfig(horizon_days=50)
+    run = Run(None, config)
+    run.fold(order(1, T0))
+    run.tick(T0 + timedelta(days=60))  # the watermark passed the horizon
+    assert labels(run.examples) == [(1, iso(T0), iso(T0 + timedelta(days=50)))]
+    assert run.table["U1"]["seg"]["evaluated_at"] >= iso(T0 + timedelta(days=50))
+    # an order from before the horizon arrives late: no label goes back in time, and a
+    # ticket does not snapshot the churned customer again
+    run.fold(order(2, T0 + timedelta(days=40)), ticket(1, T0 + timedelta(days=61)))
+    assert len(run.examples) == 1
+    run.fold(order(3, T0 + timedelta(days=70)))
+    times = [e["labelled_at"] for e in run.examples]
+    assert times == sorted(times) and len(set(times)) == len(times)
+
+
+def test_a_redelivered_tick_re_sends_its_example_after_the_worker_got_a_model():
+    run = Run(None)
+    run.fold(order(1, T0))
+    tick = tick_records([("U1", T0 + H + timedelta(hours=1))], T0 + H + timedelta(hours=1))
+    run.fold(*tick)
+    assert len(run.examples) == 1
+    run.scorer = Recency(version=1)  # a model arrived; the tick is redelivered
+    run.fold(*tick)
+    assert run.examples[1:] == run.examples[:1]
+
+
+def test_remembered_outputs_stay_bounded_for_a_busy_customer():
+    run = Run(Recency(version=1))
+    n = 0
+    for envelope in range(60):
+        records = []
+        for _ in range(30):  # an order every 12 hours
+            n += 1
+            records.append(order(n, T0 + timedelta(hours=12 * n)))
+        run.fold(*records)
+    state = run.table["U1"]["churn"]
+    assert len(state["sent"]) <= 200
+    assert len(json.dumps(run.table["U1"])) < 300_000
+    # one return a day at most: an order 12 hours after the scoring is not a return
+    assert len(run.examples) <= n // 2 + 1
+
+
+def test_an_unreadable_churn_state_is_started_afresh_and_crashes_nothing():
+    good = Run(None)
+    good.fold(order(1, T0))
+    hostile = [
+        "text", 5, [], {"pending": "x"}, {"pending": {"at": "2025-01-01T00:00:00"}},
+        dict(good.table["U1"]["churn"], sent=None), dict(good.table["U1"]["churn"], p="0.3"),
+        dict(good.table["U1"]["churn"], factors=[["a"]]),
+        dict(good.table["U1"]["churn"], sent=[{"w": "1", "by": "x", "ex": [], "al": []}]),
+        dict(good.table["U1"]["churn"], pending=dict(good.table["U1"]["churn"]["pending"],
+                                                     features={"phone": "13800000000"})),
+    ]
+    for state in hostile:
+        run = Run(Recency(version=1))
+        run.table["U1"] = dict(copy.deepcopy(good.table["U1"]), churn=state)
+        value_deadline(run.table["U1"], CONFIG)  # the rebalance's rebuild reads it too
+        run.fold(order(2, T0 + timedelta(days=3)), order(2, T0 + timedelta(days=3)))
+        run.tick(T0 + timedelta(days=200))
+        assert "13800000000" not in json.dumps(run.examples) + json.dumps(run.table)
+        assert all(set(e["features"]) == set(churn.FEATURES) for e in run.examples)
