@@ -84,6 +84,7 @@ def main() -> None:
                 learn(example)
         user = event.user_id
         active = at if event.source in ("orders", "behavior") else None
+        before = churn.label_deadline(pending.get(user))
         left, example = churn.label_step(pending.get(user), user, until=at, active_at=active)
         pending[user] = left
         if example is not None:
@@ -100,10 +101,10 @@ def main() -> None:
             explain_s += time.perf_counter() - started
             explained += 1
         scored += 1
-        before = pending[user]
-        pending[user] = churn.snapshot(before, view, at)
-        if before is None and pending[user] is not None:
-            heapq.heappush(deadlines, (churn.label_deadline(pending[user]), user))
+        pending[user] = churn.snapshot(left, view, at)
+        due = churn.label_deadline(pending[user])  # new, or moved by activity soon after
+        if due is not None and due != before:
+            heapq.heappush(deadlines, (due, user))  # stale entries label nothing
     end = history[-1].event_time  # later horizons are censored: the history ends first
     while deadlines and deadlines[0][0] <= end:
         due, user = heapq.heappop(deadlines)

@@ -104,8 +104,8 @@ class Outputs:
 
 
 SENT_MAX_ENTRIES = 200
-"""A hard bound on remembered outputs per customer (besides the last ``RECENT_WRITES``
-writes): beyond it the oldest are forgotten."""
+"""A bound on remembered outputs per customer (besides the last ``RECENT_WRITES`` writes):
+beyond it those of the oldest writes are forgotten (never those of the write being made)."""
 
 
 def empty() -> ChurnState:
@@ -270,7 +270,12 @@ def finish(state: ChurnState, view: dict[str, Any] | None, scorer: Scorer | None
     elif state.get("p") is None:
         state["factors"] = []
     floor = write - RECENT_WRITES
-    state["sent"] = [entry for entry in state["sent"] if entry["w"] > floor][-SENT_MAX_ENTRIES:]
+    kept = [entry for entry in state["sent"] if entry["w"] > floor]
+    if len(kept) > SENT_MAX_ENTRIES:  # the oldest writes' first; this write's are all kept
+        current = [entry for entry in kept if entry["w"] >= write]
+        older = [entry for entry in kept if entry["w"] < write]
+        kept = older[len(older) - max(0, SENT_MAX_ENTRIES - len(current)):] + current
+    state["sent"] = kept
 
 
 def remember(state: ChurnState, by: str, write: int, outputs: Outputs) -> None:

@@ -246,9 +246,11 @@ class EnvelopeFold:
                         continue
                     result.ticked += 1
                     out = Outputs([], [])
-                    if not self._advance(user_id, c, until, by, now, historical_before, out):
-                        c.resend.append(by)  # nothing due: maybe a redelivered tick
-                        _resend(c, user_id, by)
+                    self._advance(user_id, c, until, by, now, historical_before, out)
+                    # maybe a redelivered tick: what it made before goes out again (also when
+                    # it did something now, e.g. score for a model that arrived since)
+                    c.resend.append(by)
+                    _resend(c, user_id, by)
                     self._keep(c, by, out)
                 continue
             try:

@@ -376,9 +376,9 @@ def test_a_redelivered_tick_re_sends_its_example_after_the_worker_got_a_model():
 def test_remembered_outputs_stay_bounded_for_a_busy_customer():
     run = Run(Recency(version=1))
     n = 0
-    for envelope in range(60):
+    for _ in range(60):
         records = []
-        for _ in range(30):  # an order every 12 hours
+        for _k in range(30):  # an order every 12 hours
             n += 1
             records.append(order(n, T0 + timedelta(hours=12 * n)))
         run.fold(*records)
@@ -408,3 +408,27 @@ def test_an_unreadable_churn_state_is_started_afresh_and_crashes_nothing():
         run.tick(T0 + timedelta(days=200))
         assert "13800000000" not in json.dumps(run.examples) + json.dumps(run.table)
         assert all(set(e["features"]) == set(churn.FEATURES) for e in run.examples)
+
+
+def test_a_redelivered_tick_re_sends_its_alerts_when_it_now_also_scores():
+    run = Run(Recency(version=1, ready=False))  # a model still learning
+    run.fold(order(1, T0))
+    tick = tick_records([("U1", T0 + timedelta(days=40))], T0 + timedelta(days=40))
+    run.fold(*tick)
+    first = [a for a in run.alerts if a["cause"].startswith("timer:")]
+    assert first
+    run.scorer = Recency(version=2)  # ready now; the tick is redelivered
+    before = len(run.alerts)
+    run.fold(*tick)
+    again = run.alerts[before:]
+    assert all(a in again for a in first)
+
+
+def test_a_redelivery_re_sends_every_example_of_a_big_envelope():
+    run = Run(None)
+    records = [order(n, T0 + timedelta(days=n)) for n in range(260)]
+    run.fold(*records)
+    made = list(run.examples)
+    assert len(made) == 259
+    run.fold(*records)  # the whole envelope redelivered
+    assert run.examples[len(made):] == made
