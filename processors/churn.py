@@ -81,13 +81,28 @@ MEMBER_RANK = {"regular": 0.0, "silver": 1.0, "gold": 2.0, "platinum": 3.0, "dia
 
 
 def _number(value: Any, default: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """``value`` as a finite float within +-FEATURE_LIMIT; ``default`` when it is not a finite
+    number (booleans are not numbers here)."""
+    kind = type(value)
+    if kind is float:
+        number = value
+    elif kind is int:
+        try:
+            number = float(value)
+        except OverflowError:
+            return default
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         return default
-    try:
-        number = float(value)
-    except OverflowError:
+    else:  # subclasses of int or float
+        try:
+            number = float(value)
+        except OverflowError:
+            return default
+    if -FEATURE_LIMIT <= number <= FEATURE_LIMIT:
+        return number
+    if number != number or number in (math.inf, -math.inf):
         return default
-    return _clamp(number) if math.isfinite(number) else default
+    return FEATURE_LIMIT if number > 0 else -FEATURE_LIMIT
 
 
 def _known(value: Any) -> bool:
@@ -96,46 +111,47 @@ def _known(value: Any) -> bool:
 
 
 def _clamp(number: float) -> float:
-    return max(-FEATURE_LIMIT, min(FEATURE_LIMIT, number))
+    return -FEATURE_LIMIT if number < -FEATURE_LIMIT else (
+        FEATURE_LIMIT if number > FEATURE_LIMIT else number)
 
 
 def features(view: dict[str, Any]) -> dict[str, float]:
     """The churn features of a profile ``view`` (see the module docstring), in
     :data:`FEATURES` order."""
-    tenure = _number(view.get("days_since_register"))
-    recency = _number(view.get("recency_days"), tenure)
-    f30, f90 = _number(view.get("frequency_30d")), _number(view.get("frequency_90d"))
-    m30, m90 = _number(view.get("monetary_30d")), _number(view.get("monetary_90d"))
-    interpurchase = view.get("mean_interpurchase_days")
-    satisfaction = view.get("satisfaction_mean")
-    level = view.get("member_level")
-    channels = view.get("active_channels")
-    out = {
+    get = view.get
+    tenure = _number(get("days_since_register"))
+    recency = _number(get("recency_days"), tenure)
+    f30, f90 = _number(get("frequency_30d")), _number(get("frequency_90d"))
+    m30, m90 = _number(get("monetary_30d")), _number(get("monetary_90d"))
+    interpurchase = get("mean_interpurchase_days")
+    satisfaction = get("satisfaction_mean")
+    level = get("member_level")
+    channels = get("active_channels")
+    return {  # every value within +-FEATURE_LIMIT (the trends clamped again)
         "recency_days": recency,
         "frequency_30d": f30,
         "frequency_90d": f90,
-        "frequency_trend": f30 - (f90 - f30) / 2,
+        "frequency_trend": _clamp(f30 - (f90 - f30) / 2),
         "monetary_30d": m30,
-        "monetary_trend": m30 - (m90 - m30) / 2,
+        "monetary_trend": _clamp(m30 - (m90 - m30) / 2),
         "interpurchase_days": _number(interpurchase),
         "interpurchase_known": 1.0 if _known(interpurchase) else 0.0,
-        "orders_total": _number(view.get("orders_total")),
-        "avg_order_value": _number(view.get("avg_order_value")),
-        "visits_7d": _number(view.get("visits_7d")),
-        "visits_30d": _number(view.get("visits_30d")),
+        "orders_total": _number(get("orders_total")),
+        "avg_order_value": _number(get("avg_order_value")),
+        "visits_7d": _number(get("visits_7d")),
+        "visits_30d": _number(get("visits_30d")),
         "channels_30d": float(len(channels)) if isinstance(channels, list) else 0.0,
-        "inactive_days": _number(view.get("inactive_days"), recency),
-        "funnel_browse": _number(view.get("funnel_browse")),
-        "funnel_add_to_cart": _number(view.get("funnel_add_to_cart")),
-        "tickets_total": _number(view.get("tickets_total")),
-        "open_complaints": _number(view.get("open_complaints")),
+        "inactive_days": _number(get("inactive_days"), recency),
+        "funnel_browse": _number(get("funnel_browse")),
+        "funnel_add_to_cart": _number(get("funnel_add_to_cart")),
+        "tickets_total": _number(get("tickets_total")),
+        "open_complaints": _number(get("open_complaints")),
         "satisfaction": _number(satisfaction),
         "satisfaction_known": 1.0 if _known(satisfaction) else 0.0,
-        "return_rate": _number(view.get("return_rate")),
+        "return_rate": _number(get("return_rate")),
         "member_rank": MEMBER_RANK.get(level, 0.0) if isinstance(level, str) else 0.0,
         "tenure_days": tenure,
     }
-    return {name: _clamp(out[name]) for name in FEATURES}
 
 
 def last_active(view: dict[str, Any]) -> datetime | None:

@@ -24,12 +24,15 @@ the same examples (an event older than the customer's ``as_of`` counts as a retu
 needs, and a re-score deadline ``rescore_days`` after the last score while the customer is
 not churned) with the model version the worker has then; ``at`` says as of when. So a score
 is at most ``rescore_days`` of event time old, and a dormant customer's rising risk is seen
-within that. Scores and band alerts depend on the model version in use (processing time)
-and on which evaluations were made: they are re-sent identically after a redelivery, but
-unlike labels they are not a function of the events alone. Until the model has
-learned its minimum of labels (or before a worker has any model) there is no probability:
-``p`` is None and the profile says ``churn_status`` ``learning`` (or ``no_model``), never a
-made-up 0.5. A worker without a model keeps the last score it stored.
+within that. A re-score deadline older than the freshness horizon of the wall clock (a
+replay of history, whose alerts are historical and trigger nothing) is moved to that
+horizon: a replayed customer is scored at its events and rule deadlines, and re-scored once
+the replay reaches the present. Scores and band alerts depend on the model version in use
+(processing time) and on which evaluations were made: they are re-sent identically after a
+redelivery, but unlike labels they are not a function of the events alone. Until the model
+has learned its minimum of labels (or before a worker has any model) there is no
+probability: ``p`` is None and the profile says ``churn_status`` ``learning`` (or
+``no_model``), never a made-up 0.5. A worker without a model keeps the last score it stored.
 
 **Band**: ``high`` when ``p >= threshold``, else ``low``. Entering or leaving ``high`` is an
 alert of group ``churn`` (``old``/``new`` the bands; the first score is an alert only when it is
@@ -46,7 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from custpulse.processors.alerts import segment_alert
@@ -60,7 +63,7 @@ from custpulse.processors.churn import (
     snapshot,
 )
 from custpulse.processors.lifecycle import RECENT_WRITES
-from custpulse.schemas.times import aware_from_iso, to_iso
+from custpulse.schemas.times import aware_from_iso
 
 ChurnState = dict[str, Any]
 GROUP = "churn"
@@ -243,7 +246,7 @@ def score(state: ChurnState, user_id: str, view: dict[str, Any], scorer: Scorer 
     p = scorer.score(x)
     state["p"] = None if p is None else float(p)
     state["mv"] = int(scorer.version)
-    state["at"] = to_iso(at)
+    state["at"] = at.astimezone(UTC).isoformat()  # microseconds: deadlines are exact
     old = state.get("band")
     new = None if p is None else (HIGH if p >= config.threshold else LOW)
     if new is None:

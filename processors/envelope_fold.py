@@ -135,14 +135,25 @@ def empty_value() -> Value:
     return {"dedupe": None, "profile": None, "seg": None, "version": 0}
 
 
-def value_deadline(value: Value, churn: ChurnConfig | None) -> datetime | None:
+def value_deadline(value: Value, churn: ChurnConfig | None,
+                   fresh_from: datetime | None = None) -> datetime | None:
     """The customer's next deadline: the segment state's, or the churn label's or re-score's
-    if earlier."""
+    if earlier (a re-score not before ``fresh_from``: the wall clock minus the freshness
+    horizon; older ones are not applied, see :meth:`EnvelopeFold._advance`)."""
+    return _deadline(value, churn, churn_fold.read(value) if churn is not None else None,
+                     fresh_from)
+
+
+def _deadline(value: Value, churn: ChurnConfig | None, state: churn_fold.ChurnState | None,
+              fresh_from: datetime | None) -> datetime | None:
+    """:func:`value_deadline` with the churn state already read."""
     times = [next_deadline_of(value.get("seg"))]
     if churn is not None:
-        state = churn_fold.read(value)
         if state is not None:
-            times += [churn_fold.label_due(state, churn), churn_fold.rescore_due(state, churn)]
+            rescore = churn_fold.rescore_due(state, churn)
+            if rescore is not None and fresh_from is not None and rescore < fresh_from:
+                rescore = fresh_from
+            times += [churn_fold.label_due(state, churn), rescore]
     known = [t for t in times if t is not None]
     return min(known) if known else None
 
@@ -276,7 +287,7 @@ class EnvelopeFold:
                     churn_fold.finish(value["churn"], c.view, scorer, _next_write(value))
                 value["version"] = int(value.get("version") or 0) + 1
                 result.writes[user_id] = value
-                deadline = value_deadline(value, self.churn)
+                deadline = _deadline(value, self.churn, value.get("churn"), historical_before)
                 if deadline is not None:
                     result.deadlines[user_id] = deadline
             if c.mirror or c.resend:
@@ -391,6 +402,8 @@ class EnvelopeFold:
                     label = None
                 if self._scorer is not None:
                     rescore = churn_fold.rescore_due(state, churn)
+                    if rescore is not None and rescore < historical_before:
+                        rescore = historical_before  # a replay: re-scored once at the present
                     if rescore is not None and (rescore > until or (
                             previous is not None and rescore <= previous)):
                         rescore = None

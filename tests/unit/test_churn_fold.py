@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from custpulse.processors import churn
+from custpulse.processors import churn, churn_fold
 from custpulse.processors.churn_fold import ChurnConfig
 from custpulse.processors.envelope_fold import EnvelopeFold, value_deadline
+from custpulse.processors.lifecycle import next_deadline_of
 from custpulse.schemas.envelope import pack, tick_records
 from tests.unit.test_fold_properties import LIB, NOW, PROPS, USERS, _arrival, _split
 
@@ -144,7 +145,7 @@ def test_a_redelivered_record_re_sends_its_example_and_a_replay_labels_the_same(
 
 
 def test_scores_band_alerts_and_the_profile_fields():
-    run = Run(Recency(version=7))
+    run = Run(Recency(version=7), freshness=timedelta(days=1000))  # 2025 counts as fresh
     run.fold(order(1, T0))
     fields = run.mirrors["U1"].view
     assert fields["churn_probability"] == 0.0 and fields["churn_model_version"] == 7
@@ -168,6 +169,26 @@ def test_scores_band_alerts_and_the_profile_fields():
     assert again == [a for a in run.alerts[:before]
                      if a["group"] == "churn" and a["cause"] == "orders:o2"]
     assert len(again) == 1
+
+
+def test_a_replay_re_scores_only_once_it_reaches_the_present():
+    fresh = Run(Recency(version=1), freshness=timedelta(days=1000))
+    replay = Run(Recency(version=1))  # freshness 24 h: all of 2025 is history
+    for run in (fresh, replay):
+        run.fold(order(1, T0))
+        run.tick(T0 + timedelta(days=29))  # before any rule deadline
+    # weekly re-scores after the last rule deadline
+    fresh_at = datetime.fromisoformat(fresh.table["U1"]["churn"]["at"])
+    assert T0 + timedelta(days=22) < fresh_at <= T0 + timedelta(days=29)
+    # the replay: scored at the rule deadlines only (its last evaluation), not weekly
+    at = datetime.fromisoformat(replay.table["U1"]["churn"]["at"])
+    assert at == datetime.fromisoformat(replay.table["U1"]["seg"]["evaluated_at"])
+    assert at < T0 + timedelta(days=28)
+    # its re-score waits for the present (the label deadline comes first here)
+    state = replay.table["U1"]["churn"]
+    assert churn_fold.rescore_due(state, CONFIG) < NOW - timedelta(days=1)
+    assert value_deadline(replay.table["U1"], CONFIG, NOW - timedelta(days=1)) == min(
+        T0 + H, next_deadline_of(replay.table["U1"]["seg"]))
 
 
 def test_no_score_before_the_model_is_ready_and_none_without_a_model():
