@@ -374,7 +374,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 continue
             if seg is not None and "next_deadline" in seg and (
                     seg.get("rule_version") == library.version):
-                deadline = value_deadline(value, churn)
+                deadline = value_deadline(value, churn, datetime.now(UTC) - timedelta(
+                    seconds=settings.freshness_horizon_s))
             else:
                 deadline = decide(value["profile"], seg, at, library=library,
                                   user_id=user_id, cause="rebuild", event_time=at,

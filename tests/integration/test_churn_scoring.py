@@ -146,6 +146,12 @@ def test_a_replay_scores_every_customer_with_a_model_learned_from_its_labels(
         last[user] = example["labelled_at"]
 
     # quality in the open: the model learned from the stream separates churners
+    print(json.dumps({"customers": len(profiles), "examples_sent": len(examples),
+                      "examples_learned": status["labels_seen"],
+                      "positives": sum(e["label"] for e in firsts.values()),
+                      "model_version": status["model_version"], "roc_auc": status["roc_auc"],
+                      "log_loss": status["log_loss"],
+                      "high_risk": sum(p["churn_band"] == "high" for p in profiles.values())}))
     assert status["roc_auc"] > 0.7, status
     assert trainer_metrics["custpulse_churn_model_version"] == status["model_version"]
     assert trainer_metrics["custpulse_churn_model_labels"] == status["labels_seen"]
