@@ -63,7 +63,7 @@ from custpulse.processors.churn import (
     snapshot,
 )
 from custpulse.processors.lifecycle import RECENT_WRITES
-from custpulse.schemas.times import aware_from_iso
+from custpulse.schemas.times import aware_from_iso, to_iso
 
 ChurnState = dict[str, Any]
 GROUP = "churn"
@@ -313,6 +313,12 @@ def profile_fields(state: Mapping[str, Any] | None, has_model: bool) -> dict[str
                         has_model)
 
 
+def _shown(text: Any) -> str | None:
+    """A stored time as the profile shows times (ISO 8601 UTC, milliseconds, like as_of)."""
+    moment = aware_from_iso(text)
+    return None if moment is None else to_iso(moment)
+
+
 def state_fields(state: Mapping[str, Any], has_model: bool) -> dict[str, Any]:
     """:func:`profile_fields` of a state already read (by :func:`of`)."""
     p = state.get("p")
@@ -326,7 +332,7 @@ def state_fields(state: Mapping[str, Any], has_model: bool) -> dict[str, Any]:
             "churn_model_version": state.get("mv"),
             "churn_band": state.get("band") if p is not None else None,
             "churn_factors": [[n, v] for n, v in state.get("factors") or []],
-            "churn_scored_at": state.get("at"),
+            "churn_scored_at": _shown(state.get("at")),
             "churn_status": status}
 
 

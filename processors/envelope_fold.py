@@ -15,7 +15,9 @@ that runs ahead cannot evaluate anybody "in the future".
   ``t`` is earlier than the customer's ``as_of`` before it.
 * **Tick** ``{"deadline": D, "until": W}`` (sent by the worker's timer once its watermark ``W``
   has passed ``D``): the customer's deadlines ``<= W`` are applied, as above. A tick that finds
-  them already applied (a redelivery, or the customer's next event came first) changes nothing.
+  them already applied (the customer's next event came first) changes nothing; a tick whose
+  ``W`` is not after the last tick applied to the customer (a redelivery, or a repeat with the
+  same watermark) applies nothing either (it only re-sends what it made).
 
 So the outcome for a customer depends only on its own records and their order, not on how they
 were batched into polls and envelopes, nor on when the timer ran: a tick that arrives after the
@@ -65,7 +67,8 @@ from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.times import aware_from_iso, to_iso
 
 Value = dict[str, Any]
-"""A ``profiles`` table value: ``{"dedupe": ..., "profile": ..., "seg": ..., "version": n}``.
+"""A ``profiles`` table value: ``{"dedupe": ..., "profile": ..., "seg": ..., "version": n}``,
+plus ``"churn"`` (see churn_fold) and ``"ticked"`` (the watermark of the last tick applied).
 ``version`` counts the writes of the value (0 before the first); mirrors carry it, so an older
 write never overwrites a newer one in Redis."""
 
@@ -257,9 +260,16 @@ class EnvelopeFold:
                         continue
                     result.ticked += 1
                     out = Outputs([], [])
-                    self._advance(user_id, c, until, by, now, historical_before, out)
-                    # maybe a redelivered tick: what it made before goes out again (also when
-                    # it did something now, e.g. score for a model that arrived since)
+                    ticked = aware_from_iso(c.value.get("ticked"))
+                    if ticked is None or until > ticked:
+                        # Applied once: a redelivered tick (or a repeated one with the same
+                        # watermark) applies nothing more, though events that arrived late in
+                        # between may have made new deadlines before its watermark: those wait
+                        # for the customer's next record, as without the redelivery.
+                        self._advance(user_id, c, until, by, now, historical_before, out)
+                        c.value["ticked"] = until.isoformat()
+                        c.dirty = True
+                    # maybe a redelivered tick: what it made before goes out again
                     c.resend.append(by)
                     _resend(c, user_id, by)
                     self._keep(c, by, out)
