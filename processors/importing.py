@@ -26,9 +26,10 @@ import hashlib
 import heapq
 import io
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
 from custpulse.errors import InputError
@@ -44,7 +45,7 @@ from custpulse.processors.identity import (
 from custpulse.schemas.events import EVENT_TIME_FIELDS
 from custpulse.schemas.mapping import FieldMapping, column_reader, standardize
 
-FileFormat = Literal["csv", "jsonl"]
+FileFormat = Literal["csv", "jsonl", "xlsx"]
 
 
 @dataclass(slots=True)
@@ -70,7 +71,7 @@ class ImportRow:
 
 
 def detect_format(filename: str) -> FileFormat:
-    """Format from the file name: ``.csv`` or ``.jsonl``/``.ndjson``/``.json``.
+    """Format from the file name: ``.csv``, ``.jsonl``/``.ndjson``/``.json`` or ``.xlsx``.
 
     >>> detect_format("orders.CSV"), detect_format("behavior.jsonl")
     ('csv', 'jsonl')
@@ -80,7 +81,11 @@ def detect_format(filename: str) -> FileFormat:
         return "csv"
     if lower.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
-    raise ValueError(f"cannot tell the format of {filename!r}: name it .csv or .jsonl")
+    if lower.endswith(".xlsx"):
+        return "xlsx"
+    if lower.endswith(".xls"):
+        raise ValueError(f"{filename!r} is in the old Excel format: save it as .xlsx")
+    raise ValueError(f"cannot tell the format of {filename!r}: name it .csv, .jsonl or .xlsx")
 
 
 def content_hash(data: bytes) -> str:
@@ -96,19 +101,93 @@ def decode_text(data: bytes) -> str:
         return data.decode("gb18030", errors="replace")
 
 
-def parse_rows(data: bytes, fmt: FileFormat) -> list[ImportRow]:
+def parse_rows(data: bytes, fmt: FileFormat, sheet: str | None = None) -> list[ImportRow]:
     """Parse a whole file. Unreadable rows are kept with an ``error`` code, never dropped.
 
     Error codes: ``not_json`` (a JSONL line that is not JSON), ``not_object`` (JSON that is not
     an object), ``csv_extra_fields`` (a CSV row with more cells than the header),
+    ``xlsx_extra_fields`` (an Excel row with a value in a column without a header),
     ``csv_unreadable`` (a CSV row the csv module cannot read: a cell over
     :data:`CSV_CELL_MAX` characters).
 
     >>> [r.error or r.record for r in parse_rows(b'{"user_id": "U1"}\\n[1]\\n{oops\\n', "jsonl")]
     [{'user_id': 'U1'}, 'not_object', 'not_json']
     """
+    if fmt == "xlsx":
+        return list(_parse_xlsx(data, sheet))
     text = decode_text(data)
     return list(_parse_csv(text) if fmt == "csv" else _parse_jsonl(text))
+
+
+def _parse_xlsx(data: bytes, sheet: str | None) -> Iterable[ImportRow]:
+    """Rows of an Excel workbook's sheet (the first, or ``sheet``), read from memory: the first
+    non-empty row is the header, empty rows are skipped and not numbered. Cells keep their
+    type as JSON does (text, numbers, booleans); an empty cell is missing; a date or time cell
+    is ISO 8601 text without an offset (Excel keeps none: the mapping's zone applies, as for a
+    CSV time). A value under no header is an ``xlsx_extra_fields`` row."""
+    import zipfile  # noqa: PLC0415
+
+    from openpyxl import load_workbook  # noqa: PLC0415 (only imports of .xlsx need it)
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise InputError(f"Cannot read the workbook ({type(exc).__name__}): check that the "
+                         "file is an Excel .xlsx workbook.") from None
+    try:
+        if sheet is None:
+            pages = book.worksheets
+            if not pages:
+                return
+            page = pages[0]
+        elif sheet in book.sheetnames:
+            page = book[sheet]
+        else:
+            raise InputError(f"The workbook has no sheet {sheet!r}; its sheets: "
+                             f"{', '.join(book.sheetnames)}.")
+        rows = page.iter_rows(values_only=True)
+        header: list[str] | None = None
+        number = 0
+        for cells in rows:
+            values = [_xlsx_value(v) for v in cells]
+            if all(v is None for v in values):
+                continue
+            if header is None:
+                header = ["" if v is None else str(v).strip() for v in values]
+                continue
+            number += 1
+            record: dict[str, Any] = {}
+            extra = False
+            for index, value in enumerate(values):
+                name = header[index] if index < len(header) else ""
+                if not name:
+                    extra = extra or value is not None
+                    continue
+                if name not in record or value is not None:
+                    record[name] = value
+            for name in header:
+                if name and name not in record:
+                    record[name] = None
+            if extra:
+                yield ImportRow(number, error="xlsx_extra_fields",
+                                raw=",".join("" if v is None else str(v) for v in values))
+            else:
+                yield ImportRow(number, record=record)
+    finally:
+        book.close()
+
+
+def _xlsx_value(value: Any) -> Any:
+    """A cell as JSON would hold it (see :func:`_parse_xlsx`)."""
+    if value is None or isinstance(value, bool | int | str):
+        return None if isinstance(value, str) and not value.strip() else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return str(value)
 
 
 def _parse_jsonl(text: str) -> Iterable[ImportRow]:

@@ -62,13 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser(
         "import",
-        help="send CSV or JSON-lines files to their sources' topics, merged by event time",
+        help="send CSV, JSON-lines or Excel (.xlsx) files to their sources' topics, merged by "
+        "event time",
         description="SOURCE FILE imports one file; SOURCE=FILE ... and --dir DIR import several "
         "files as one stream merged by event time across sources.",
     )
     imp.add_argument(
         "inputs", nargs="*", metavar="SOURCE FILE | SOURCE=FILE ...",
-        help=f"SOURCE is one of {', '.join(SOURCES)}; FILE is .csv or .jsonl",
+        help=f"SOURCE is one of {', '.join(SOURCES)}; FILE is .csv, .jsonl or .xlsx",
     )
     imp.add_argument(
         "--dir", type=Path, dest="folder", metavar="DIR",
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="send file after file, each in file order, unsorted")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.add_argument("--mapping", help="YAML field mapping merged over the shipped defaults")
+    imp.add_argument("--sheet", help="the sheet of .xlsx workbooks to read (default: the first)")
 
     gen = sub.add_parser("generate", help="synthetic customers and events, to files or topics")
     gen.add_argument("--customers", type=int, default=200, help="number of customers")
@@ -154,7 +156,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             files += files_in_dir(args.folder)
         summaries = import_files(
             settings, files, args.keep_order,
-            progress=not args.no_progress, mapping_path=args.mapping,
+            progress=not args.no_progress, mapping_path=args.mapping, sheet=args.sheet,
         )
         for summary in summaries:
             print(summary.line())

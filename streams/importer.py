@@ -46,6 +46,7 @@ _MESSAGES = {
     "not_json": "line is not valid JSON",
     "not_object": "line is JSON but not an object",
     "csv_extra_fields": "row has more cells than the header",
+    "xlsx_extra_fields": "row has a value in a column without a header",
     "csv_unreadable": "row cannot be read as CSV (a cell over 8 MiB)",
 }
 
@@ -211,6 +212,8 @@ class ImportInput:
     data: bytes
     fmt: FileFormat
     name: str
+    sheet: str | None = None
+    """The sheet of an .xlsx workbook (None: the first)."""
 
 
 def import_bytes(
@@ -263,7 +266,8 @@ def import_many(
             if item.source not in mappings:
                 mappings[item.source] = load_mapping(item.source, settings.mapping)
         prepared = [
-            prepare(parse_rows(item.data, item.fmt), mappings[item.source], settings.zone,
+            prepare(parse_rows(item.data, item.fmt, item.sheet), mappings[item.source],
+                    settings.zone,
                     keep_order, secret=settings.secret_bytes(),
                     secret_version=settings.pii_secret_version, keyed_ids=False)
             for item in inputs
@@ -348,9 +352,11 @@ def import_files(
     keep_order: bool = False,
     progress: bool = True,
     mapping_path: str | None = None,
+    sheet: str | None = None,
 ) -> list[ImportSummary]:
     """Import ``(source, path)`` files as one stream merged by event time (see
-    :func:`import_many`); one summary per file, in the order given."""
+    :func:`import_many`); one summary per file, in the order given. ``sheet``: the sheet to
+    read of .xlsx workbooks (default: each one's first)."""
     if not files:
         raise InputError("Nothing to import: give SOURCE FILE, SOURCE=FILE ... or --dir DIR.")
     inputs = []
@@ -364,7 +370,7 @@ def import_files(
             raise InputError(f"{exc}.") from None
         except OSError as exc:
             raise InputError(f"Cannot read {path}: {exc.strerror}.") from None
-        inputs.append(ImportInput(source, data, fmt, path.name))
+        inputs.append(ImportInput(source, data, fmt, path.name, sheet if fmt == "xlsx" else None))
     chosen = mapping_path or settings.mapping
     sources = sorted({source for source, _ in files})
     if len(sources) == 1:  # a user file for one source may leave out its source: line

@@ -74,8 +74,9 @@ def test_csv_quoted_newline_is_one_row():
 def test_detect_format():
     assert detect_format("a/b/Orders.csv") == "csv"
     assert detect_format("x.ndjson") == "jsonl"
-    with pytest.raises(ValueError):
-        detect_format("orders.xlsx")
+    assert detect_format("orders.xlsx") == "xlsx"
+    with pytest.raises(ValueError, match="xlsx"):
+        detect_format("orders.xls")  # the old binary format: save it as .xlsx
 
 
 def test_ids_are_deterministic_and_identical_rows_differ():
@@ -291,3 +292,45 @@ def test_a_csv_cell_too_large_is_one_unreadable_row_and_the_rest_is_read():
     assert csv.field_size_limit() == 131_072  # restored
     with pytest.raises(InputError, match="CSV header"):
         parse_rows(f"{big}\n1,2\n".encode(), "csv")
+
+
+def test_an_excel_workbook_is_read_like_a_csv_with_types_and_chinese_text_intact():
+    from datetime import datetime as naive_datetime
+    from io import BytesIO
+
+    import pytest
+    from openpyxl import Workbook
+
+    from custpulse.errors import InputError
+    from custpulse.processors.importing import detect_format, parse_rows
+
+    book = Workbook()
+    first = book.active
+    first.title = "客户"
+    first.append(["user_id", "user_name", "order_time", "amount", "region"])
+    first.append(["U1", "张三", naive_datetime(2026, 3, 1, 9, 30), 128.5, "华东"])
+    first.append([None, None, None, None, None])  # an empty row: skipped
+    first.append(["U2", "李四", "2026-03-02 10:00", 99, None])
+    first.append(["U3", "王五", naive_datetime(2026, 3, 3), 5, "华南", "stray"])
+    other = book.create_sheet("orders")
+    other.append(["user_id", "order_id"])
+    other.append(["U9", "O9"])
+    buffer = BytesIO()
+    book.save(buffer)
+    data = buffer.getvalue()
+
+    assert detect_format("客户名单.XLSX") == "xlsx"
+    rows = parse_rows(data, "xlsx")
+    assert [r.row_number for r in rows] == [1, 2, 3]
+    assert rows[0].record == {"user_id": "U1", "user_name": "张三",
+                              "order_time": "2026-03-01T09:30:00", "amount": 128.5,
+                              "region": "华东"}
+    assert rows[1].record == {"user_id": "U2", "user_name": "李四",
+                              "order_time": "2026-03-02 10:00", "amount": 99, "region": None}
+    assert rows[2].record is None and rows[2].error == "xlsx_extra_fields"
+    assert [r.record for r in parse_rows(data, "xlsx", "orders")] == [
+        {"user_id": "U9", "order_id": "O9"}]
+    with pytest.raises(InputError, match="no sheet 'missing'"):
+        parse_rows(data, "xlsx", "missing")
+    with pytest.raises(InputError, match="Cannot read the workbook"):
+        parse_rows(b"not a zip file", "xlsx")
