@@ -386,11 +386,11 @@ _NAME_SOURCE = re.compile(r"^([a-z]+)(?:[._\-].*)?$")
 def source_of_name(filename: str) -> str | None:
     """The source a file name tells: its name up to the first ``.``, ``_`` or ``-``, case
     ignored (``orders.csv``, ``Orders_2024-03.jsonl`` -> ``orders``), if it is a source and
-    the file is ``.csv``/``.jsonl``/``.ndjson``/``.json``; else None.
+    the file is ``.csv``/``.jsonl``/``.ndjson``/``.json``/``.xlsx``; else None.
 
     >>> source_of_name("Orders_2024-03.csv"), source_of_name("behavior.jsonl")
     ('orders', 'behavior')
-    >>> source_of_name("notes.txt"), source_of_name("orders.xlsx"), source_of_name("ordersx.csv")
+    >>> source_of_name("notes.txt"), source_of_name("orders.xls"), source_of_name("ordersx.csv")
     (None, None, None)
     """
     try:
@@ -415,12 +415,12 @@ def files_in_dir(folder: Path) -> list[tuple[str, Path]]:
         source = source_of_name(path.name)
         if source is None:
             print(f"{path.name}: skipped (the name tells no source: name it "
-                  f"<source>.csv or <source>.jsonl)", file=sys.stderr)
+                  f"<source>.csv, <source>.jsonl or <source>.xlsx)", file=sys.stderr)
             continue
         found.append((source, path))
     if not found:
         raise InputError(
-            f"No files to import in {folder}: name them <source>.csv or <source>.jsonl, "
+            f"No files to import in {folder}: name them <source>.csv, .jsonl or .xlsx, "
             f"source one of {', '.join(SOURCES)}."
         )
     return sorted(found, key=lambda item: (SOURCES.index(item[0]), item[1].name))

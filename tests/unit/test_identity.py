@@ -253,9 +253,10 @@ def test_import_arguments_single_pairs_and_folders(tmp_path: Path):
         with pytest.raises(Exception, match="SOURCE=FILE"):
             import_inputs(bad)
     for name in ("tickets.csv", "orders_2024.jsonl", "behavior.jsonl", "customers.csv",
-                 "README.md", "orders.xlsx"):
+                 "README.md", "orders.xlsx", "orders.xls"):
         (tmp_path / name).write_text("", encoding="utf-8")
     found = [(s, p.name) for s, p in files_in_dir(tmp_path)]
     assert found == [("customers", "customers.csv"), ("behavior", "behavior.jsonl"),
-                     ("orders", "orders_2024.jsonl"), ("tickets", "tickets.csv")]
+                     ("orders", "orders.xlsx"), ("orders", "orders_2024.jsonl"),
+                     ("tickets", "tickets.csv")]
     assert source_of_name("Orders-march.CSV") == "orders" and source_of_name("shops.csv") is None
