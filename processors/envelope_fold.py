@@ -43,10 +43,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from custpulse.processors import churn_fold
+from custpulse.processors import analysis_state, churn_fold
 from custpulse.processors.churn_fold import ChurnConfig, Outputs, Scorer
 from custpulse.processors.counting import apply_count
 from custpulse.processors.lifecycle import (
@@ -70,7 +70,9 @@ Value = dict[str, Any]
 """A ``profiles`` table value: ``{"dedupe": ..., "profile": ..., "seg": ..., "version": n}``,
 plus ``"churn"`` (see churn_fold) and ``"ticked"`` (the watermark of the last tick applied).
 ``version`` counts the writes of the value (0 before the first); mirrors carry it, so an older
-write never overwrites a newer one in Redis."""
+write never overwrites a newer one in Redis. ``"ana"``: what the analyses need of the customer
+(:mod:`custpulse.processors.analysis_state`: daily counters, ticket issue types, baskets,
+segment moves)."""
 
 DEFAULT_FRESHNESS = timedelta(hours=24)
 MAX_STEPS = 100_000
@@ -210,8 +212,10 @@ class EnvelopeFold:
     def __init__(self, library: Any, max_ids: int,
                  freshness: timedelta = DEFAULT_FRESHNESS,
                  rewrite_duplicates: bool = False,
-                 churn: ChurnConfig | None = None) -> None:
+                 churn: ChurnConfig | None = None, zone: tzinfo = UTC) -> None:
         self.library = library
+        self.zone = zone
+        """The source zone: the calendar days of the analysis counters."""
         self.churn = churn
         """Churn labels and scores (:mod:`custpulse.processors.churn_fold`); None: off."""
         self._scorer: Scorer | None = None  # the model of the fold running
@@ -293,6 +297,9 @@ class EnvelopeFold:
                 at = evaluated_at(seg)
                 if at is not None:
                     prune(value["profile"], at)  # memory only: views ignore older buckets
+                    profile = value["profile"]
+                    live = set(profile["service"]["tickets"]) if profile else set()
+                    analysis_state.prune(value.get("ana"), at, self.zone, live)
                 if self.churn is not None:
                     churn_fold.finish(value["churn"], c.view, scorer, _next_write(value))
                 value["version"] = int(value.get("version") or 0) + 1
@@ -350,6 +357,7 @@ class EnvelopeFold:
         late = previous is not None and moment < previous
         as_of = moment if previous is None or moment > previous else previous
         value["profile"] = fold_profile(value["profile"], event, None)
+        value["ana"] = analysis_state.fold_event(value.get("ana"), event, self.zone)
         c.base = None  # the profile changed
         decision = decide(value["profile"], seg, as_of, library=self.library,
                           user_id=event.user_id, cause=event.event_id, event_time=moment,
@@ -371,6 +379,7 @@ class EnvelopeFold:
         if self.churn is None or not (out.examples or out.alerts):
             return
         churn_fold.remember(c.value["churn"], by, _next_write(c.value), out)
+        _moves(c.value, out.alerts)
         c.examples.extend(out.examples)
         c.alerts.extend(out.alerts)
         c.mirror = True  # what it made goes out with the customer's mirror
@@ -517,4 +526,14 @@ def _apply(c: _Customer, decision: Decision) -> None:
     c.view = decision.view
     c.base = decision.base
     c.alerts.extend(decision.alerts)
+    _moves(c.value, decision.alerts)
     c.mirror = True
+
+
+def _moves(value: Value, alerts: list[dict[str, Any]]) -> None:
+    """Keep the segment moves of new alerts in the analysis state."""
+    if alerts:
+        ana = value.get("ana")
+        if ana is None:
+            ana = value["ana"] = analysis_state.new_state()
+        analysis_state.record_moves(ana, alerts)

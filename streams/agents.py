@@ -118,7 +118,8 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                         settings.churn_rescore_days)
     folder = EnvelopeFold(library, settings.dedupe_max_ids,
                           timedelta(seconds=settings.freshness_horizon_s),
-                          rewrite_duplicates=settings.store == "rocksdb://", churn=churn)
+                          rewrite_duplicates=settings.store == "rocksdb://", churn=churn,
+                          zone=settings.zone)
     models = ModelHolder()  # the newest churn model version, followed by Models below
 
     if settings.runs_ingest:
