@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench bench-churn lint clean
+.PHONY: browser setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench bench-churn lint clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 stack-up:
 	@scripts/stack.sh up
 
+browser:
+	@scripts/browser.sh
+
 stack-down:
 	@scripts/stack.sh down
 
@@ -27,13 +30,13 @@ stack-reset:
 stack-status:
 	@scripts/stack.sh status
 
-test: setup stack-up
+test: setup stack-up browser
 	$(BIN)/pytest
 
 test-unit: setup
 	$(BIN)/pytest tests/unit processors schemas
 
-test-integration: setup stack-up
+test-integration: setup stack-up browser
 	$(BIN)/pytest tests/integration
 
 demo: setup stack-up

@@ -111,6 +111,36 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="the newest published churn model: version, labels, quality, weights")
     model_status.add_argument("--json", action="store_true", help="one JSON object")
 
+    export = sub.add_parser(
+        "export", help="write profiles and analysis aggregates as Parquet, xlsx or CSV files",
+        description="Reads the workers' state (the profiles changelog) and writes one file per "
+        "table (docs/analysis-tables.md).")
+    export.add_argument("--format", choices=["parquet", "xlsx", "csv"], default="parquet")
+    export.add_argument("--out", type=Path, required=True, help="folder to write into")
+    export.add_argument("--no-progress", action="store_true")
+
+    clv = sub.add_parser(
+        "clv", help="fit BG/NBD and Gamma-Gamma on the profiles and write CLV into Redis")
+    clv.add_argument("--horizon-days", type=float, default=90.0,
+                     help="prediction horizon in days (default 90)")
+    clv.add_argument("--json", action="store_true", help="one JSON object")
+    clv.add_argument("--no-write", action="store_true",
+                     help="do not write the predictions into the Redis profile hashes")
+    clv.add_argument("--no-progress", action="store_true")
+
+    report = sub.add_parser(
+        "report", help="the periodic report: one offline HTML file and a summary CSV")
+    report.add_argument("--period", choices=["week", "month"], default="week")
+    report.add_argument("--role", choices=["marketing", "operations", "service", "all"],
+                        default="all")
+    report.add_argument("--out", type=Path, required=True, help="folder to write into")
+    report.add_argument("--end", type=date.fromisoformat, default=None,
+                        help="last local day of the period, YYYY-MM-DD (default: the latest "
+                        "day in the data)")
+    report.add_argument("--costs", type=Path, default=None,
+                        help="channel cost file (CSV or xlsx: channel, cost) for ROI")
+    report.add_argument("--no-progress", action="store_true")
+
     status = sub.add_parser("status", help="what the worker has built: counts and profiles")
     status.add_argument("--profiles", type=int, default=3, help="sample profiles to print")
     return parser
@@ -199,6 +229,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from custpulse.streams.status import print_segments
 
         return print_segments(settings, args.library)
+    if args.command in ("export", "clv", "report"):
+        import logging  # noqa: PLC0415
+
+        from custpulse.streams import analysis_cli
+
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)  # errors: one sentence
+        progress = not args.no_progress
+        if args.command == "export":
+            return analysis_cli.export_command(settings, args.format, args.out, progress)
+        if args.command == "clv":
+            return analysis_cli.clv_command(settings, args.horizon_days, args.json,
+                                            not args.no_write, progress)
+        return analysis_cli.report_command(settings, args.period, args.role, args.out,
+                                           args.end, args.costs, progress)
     if args.command == "status":
         from custpulse.streams.status import print_status
 

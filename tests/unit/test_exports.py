@@ -3,48 +3,17 @@ text intact, from tables built over a folded synthetic history."""
 
 from __future__ import annotations
 
-import copy
-import json
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
-
 import pandas as pd
 import pytest
 
-from custpulse.processors import synthetic
-from custpulse.processors.analysis_tables import build_tables
-from custpulse.processors.campaigns import load_campaigns
-from custpulse.processors.envelope_fold import EnvelopeFold
-from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
-from custpulse.schemas.mapping import load_mappings
-from custpulse.schemas.segments import load_library
-from custpulse.settings import SOURCES
 from custpulse.state.exports import FORMATS, file_form, read_table, write_tables
 
-END = datetime(2026, 10, 31, tzinfo=UTC)
-ZONE = ZoneInfo("Asia/Shanghai")
-LIB = load_library()
+from .folded_history import ZONE, folded_tables
 
 
 @pytest.fixture(scope="module")
 def tables():
-    config = IngestConfig(load_mappings(), ZONE, b"export-test-secret")
-    records = synthetic.generate(40, 13, END, seed=11)
-    wires = []
-    for source in SOURCES:
-        for i, record in enumerate(records[source]):
-            got = ingest(json.dumps(record, ensure_ascii=False).encode(), source,
-                         Position(source, 0, i), config, END + timedelta(days=1))
-            assert isinstance(got, Accepted)
-            wires.append(got.event.to_wire())
-    wires.sort(key=lambda w: w["event_time"])
-    folder = EnvelopeFold(LIB, 5000, zone=ZONE)
-    table = {}
-    for start in range(0, len(wires), 400):
-        result = folder.fold(wires[start:start + 400], lambda u: copy.deepcopy(table.get(u)),
-                             END + timedelta(days=400))
-        table.update(json.loads(json.dumps(result.writes)))
-    return build_tables(table, library=LIB, campaigns=load_campaigns(), zone=ZONE)
+    return folded_tables()
 
 
 def test_tables_are_not_empty_and_hold_chinese_text(tables):
