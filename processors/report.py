@@ -415,8 +415,8 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
     if role in ("marketing", "all"):
         if not shares.empty:
             report.breakdowns.append(("Segments: customers and revenue (365 days)", shares))
-        # a pair bought together at least 5 times (support from counts, not a fixed share)
-        support = 5 / len(baskets) if len(baskets) else 1.0
+        # a pair bought together at least 3 times (support from counts, not a fixed share)
+        support = 3 / len(baskets) if len(baskets) else 1.0
         rules = basket.basket_rules(baskets, min_support=support, min_confidence=0.05)
         report.breakdowns.append(("Bought together (pair rules)", rules.head(10)))
         # only triggers that were sent: a move older than the freshness horizon when it was
