@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: browser setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench bench-churn lint clean
+.PHONY: browser setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench bench-analyses bench-churn lint clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,9 @@ clean:
 
 bench: setup stack-up
 	$(BIN)/python bench/run.py
+
+bench-analyses: setup
+	$(BIN)/python bench/analyses.py
 
 bench-churn: setup
 	$(BIN)/python bench/churn.py

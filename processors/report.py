@@ -31,6 +31,7 @@ from custpulse.processors.analyses import (
     basket,
     campaign_effect,
     channels,
+    clv,
     descriptive,
     funnel,
     satisfaction,
@@ -41,6 +42,10 @@ PERIODS = ("week", "month")
 SUMMARY_COLUMNS = ("report_date", "core_conclusion", "key_metric", "problem_diag", "suggestion",
                    "owner", "follow_up_date")
 CHART_KINDS = ("line", "pie", "heatmap", "funnel")
+CLV_HORIZON_DAYS = 90
+"""The predictive CLV's horizon in the report (days)."""
+AT_RISK_P_ALIVE = 0.5
+"""A valuable customer with P(alive) below this is diagnosed as at risk."""
 MIN_RATED = 10
 """Rated tickets an issue type needs before its CSAT is diagnosed."""
 
@@ -445,6 +450,7 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
                      "Keep the holdout and run it longer before deciding."),
                     f"{row['action']} lift {100 * row['conversion_diff']:+.1f} pts",
                     abs(row["conversion_diff"]) if significant else 0.01))
+        _clv_part(report, profiles, diagnoses)
         if "region" in profiles:
             report.breakdowns.append((
                 "Regions", descriptive.regional_density(profiles, daily, first, last)))
@@ -487,6 +493,56 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
         conclusions = [c for c in conclusions if "revenue" not in c or "High-value" in c][:0]
     report.conclusions = (leading + conclusions)[:5]
     return report
+
+
+def _clv_part(report: Report, profiles: pd.DataFrame, diagnoses: list[Diagnosis]) -> None:
+    """Historical CLV (AOV x frequency x lifespan) and the predictive one (BG/NBD and
+    Gamma-Gamma over the next :data:`CLV_HORIZON_DAYS` days); valuable customers the model
+    thinks are slipping away are a finding."""
+    hist = clv.historical_clv(profiles)
+    rows = [("customers with orders", hist.n), ("average order value (CNY)", hist.avg_order_value),
+            ("purchase frequency (orders per customer per year)", hist.purchase_frequency),
+            ("observed lifespan (years)", hist.lifespan_years),
+            ("historical CLV per customer (CNY)", hist.clv)]
+    table = clv.summary(profiles)
+    try:
+        bg = clv.fit_bgnbd(table["frequency"], table["recency"], table["T"])
+        gg = clv.fit_gamma_gamma(table["frequency"], table["monetary_value"])
+    except ValueError as exc:  # too few repeat buyers to fit: said, not hidden
+        rows.append(("predictive CLV", f"not fitted: {exc}"))
+        report.breakdowns.append(("Customer lifetime value", pd.DataFrame(
+            rows, columns=["measure", "value"])))
+        return
+    pred = clv.predict(table, bg, gg, CLV_HORIZON_DAYS)
+    rows += [(f"expected purchases, next {CLV_HORIZON_DAYS} days",
+              float(pred["expected_purchases"].sum())),
+             (f"expected value, next {CLV_HORIZON_DAYS} days (CNY)",
+              float(pred["expected_value"].sum())),
+             ("mean P(alive)", float(pred["p_alive"].mean())),
+             ("BG/NBD r, alpha, a, b", f"{bg.r:.3g}, {bg.alpha:.3g}, {bg.a:.3g}, {bg.b:.3g}"),
+             ("Gamma-Gamma p, q, gamma", f"{gg.p:.3g}, {gg.q:.3g}, {gg.gamma:.3g}")]
+    report.breakdowns.append(("Customer lifetime value", pd.DataFrame(
+        rows, columns=["measure", "value"]).astype({"value": str})))
+    top = pred.sort_values("expected_value", ascending=False).head(10).reset_index()
+    report.breakdowns.append((f"Top expected value, next {CLV_HORIZON_DAYS} days", top))
+    seg = profiles.set_index("user_id")["segment"] if "segment" in profiles else None
+    if seg is None:
+        return
+    valued = pred.join(seg, how="left")
+    keen = valued[valued["segment"].isin(["high_value", "potential"])]
+    risk = keen[keen["p_alive"] < AT_RISK_P_ALIVE]
+    if len(keen) and len(risk):
+        share = len(risk) / len(keen)
+        diagnoses.append(Diagnosis(
+            "clv", "marketing",
+            f"{len(risk)} of {len(keen)} high-value and potential customers "
+            f"({100 * share:.0f}%) have P(alive) below {AT_RISK_P_ALIVE:.0%}.",
+            f"Why: their purchase rhythm (BG/NBD) says they have gone quiet for longer than "
+            f"their own history explains; {float(risk['expected_value'].sum()):,.0f} CNY of "
+            f"expected value in the next {CLV_HORIZON_DAYS} days rides on them.",
+            f"Contact {'this customer' if len(risk) == 1 else f'these {len(risk)} customers'} "
+            f"first (account manager or a personal offer), before they reach churn_risk.",
+            f"at-risk valuable customers {len(risk)}", share))
 
 
 def read_cost_file(path: Any) -> pd.DataFrame:
