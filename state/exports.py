@@ -10,6 +10,9 @@ reads back equal:
 * days (``day``) are dates (local calendar days);
 * CSV is UTF-8 with a byte-order mark, so Excel opens Chinese text intact; xlsx splits a
   table longer than a sheet (1,048,575 rows) over sheets ``<table>``, ``<table> (2)``, ...
+* text from other systems is never a formula in CSV and xlsx: a text cell that starts with
+  ``= + - @``, a tab, a carriage return or ``'`` is written with one more ``'`` in front
+  (the usual guard against spreadsheet formula injection); reading back removes it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,30 @@ def file_form(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def _guard(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _unguard(value: object) -> object:
+    if isinstance(value, str) and value.startswith("'"):
+        return value[1:]
+    return value
+
+
+def _guarded(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell guarded (see the module notes)."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column].dtype):
+            out[column] = out[column].map(_guard).astype(object)
+    return out
+
+
 def write_tables(tables: Mapping[str, pd.DataFrame], fmt: str, out: Path,
                  zone: tzinfo) -> list[Path]:
     """Write each table to ``out/<name>.<ext>``; returns the paths in table order."""
@@ -62,7 +89,7 @@ def write_tables(tables: Mapping[str, pd.DataFrame], fmt: str, out: Path,
         if fmt == "parquet":
             frame.to_parquet(path, index=False, engine="pyarrow")
         elif fmt == "csv":
-            local = frame.copy()
+            local = _guarded(frame)
             for column in _time_columns(local):
                 local[column] = local[column].dt.tz_convert(zone).map(
                     lambda t: "" if pd.isna(t) else t.isoformat())
@@ -70,7 +97,7 @@ def write_tables(tables: Mapping[str, pd.DataFrame], fmt: str, out: Path,
                 local["day"] = local["day"].dt.strftime("%Y-%m-%d")
             local.to_csv(path, index=False, encoding="utf-8-sig")
         else:
-            local = frame.copy()
+            local = _guarded(frame)
             for column in _time_columns(local):
                 local[column] = local[column].dt.tz_convert(zone).dt.tz_localize(None)
             with pd.ExcelWriter(path, engine="openpyxl") as writer:
@@ -113,6 +140,8 @@ def read_table(path: Path, zone: tzinfo, like: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_float_dtype(want):
             frame[column] = pd.to_numeric(got).astype(want)
         else:  # text (or mixed text and None)
+            if path.suffix != ".parquet":
+                got = got.map(_unguard)
             written = like[column]
             got = got.map(lambda v, w=written: None if _missing(v) else _as_text(v, w))
             frame[column] = got.astype(want) if want != object else got  # noqa: E721

@@ -37,3 +37,28 @@ def test_every_table_reads_back_equal(tables, fmt, tmp_path):
 def test_csv_has_a_bom_for_excel(tables, tmp_path):
     write_tables({"profiles": tables["profiles"]}, "csv", tmp_path, ZONE)
     assert (tmp_path / "profiles.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+HOSTILE = ["=HYPERLINK(\"http://example.invalid\",\"x\")", "+1+2", "-app", "@SUM(A1:A2)",
+           "'quoted", "\tTab", "普通文本", None, "a=b"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_text_from_other_systems_is_never_a_formula_and_reads_back(fmt, tmp_path):
+    import csv
+
+    from openpyxl import load_workbook
+
+    frame = pd.DataFrame({"channel": HOSTILE, "n": range(len(HOSTILE))})
+    (path,) = write_tables({"t": frame}, fmt, tmp_path, ZONE)
+    back = read_table(path, ZONE, frame)
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    if fmt == "xlsx":
+        sheet = load_workbook(path).active
+        cells = [row[0] for row in sheet.iter_rows(min_row=2)]
+        assert all(c.data_type != "f" for c in cells)  # no formula cell
+        assert [c.value for c in cells][:1] == ["'" + HOSTILE[0]]
+    else:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f))[1:]
+        assert all(not r[0].startswith(("=", "+", "-", "@", "\t")) for r in rows)
