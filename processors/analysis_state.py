@@ -22,9 +22,19 @@ State layout (version 1, JSON-ready; times epoch milliseconds)::
      "baskets": {"<order key>": [ms, [product ids, sorted, unique]]},
      "moves":   [[ms, group, old | None, new, historical 0/1], ...]}
 
-Bounds (per customer): days within :data:`DAYS_KEPT` local days before ``as_of``'s day; issue
-types of the profile's live tickets only; paid baskets within :data:`BASKET_DAYS` days, the
-latest :data:`MAX_BASKETS`; moves within :data:`DAYS_KEPT` days, at most :data:`MAX_MOVES`.
+What counts as activity: only the customer's own actions, behaviour and order records, make
+a day row (``events`` counts them); a CRM master-data update (its ``channel`` is where the
+customer was acquired) or a support ticket is not a visit, and bulk re-syncs of the CRM must
+not look like active customers. Ticket issue types are kept for the tickets table.
+
+Bounds (per customer): days within :data:`DAYS_KEPT` local days before ``as_of``'s day, at
+most :data:`MAX_CHANNELS` channels a day (beyond, the channels after the first
+``MAX_CHANNELS - 1`` by name count together under ``other``: which ones does not depend on the
+order records came in, the kept names are always the smallest seen); issue types of
+the profile's live tickets only; paid baskets of at most :data:`MAX_ITEMS` products (a larger
+one is a bulk or B2B order, not a market basket: it counts in the daily purchases but not as a
+basket) within :data:`BASKET_DAYS` days, the latest :data:`MAX_BASKETS`; moves within
+:data:`DAYS_KEPT` days, at most :data:`MAX_MOVES`.
 """
 
 from __future__ import annotations
@@ -43,8 +53,11 @@ DAYS_KEPT = 400
 BASKET_DAYS = 365
 MAX_BASKETS = 100
 MAX_MOVES = 200
-MAX_ITEMS = 50
-"""Products kept per basket (the first by id: a basket of more is a bulk order)."""
+MAX_ITEMS = 30
+"""Distinct products a basket may have (more: a bulk order, not kept as a basket)."""
+MAX_CHANNELS = 16
+"""Channels a day per customer; records of further channels count under ``other``."""
+OTHER_CHANNEL = "other"
 
 BROWSE, CART, PURCHASES, CENTS, RETURNS, EVENTS = range(6)
 AnalysisState = dict[str, Any]
@@ -58,22 +71,28 @@ def _ms(moment: datetime) -> int:
     return int(round(moment.timestamp() * 1000))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_QUARTER = timedelta(minutes=15)
+
+
 def local_day(moment: datetime, zone: tzinfo) -> str:
     """The calendar day of ``moment`` (aware) in ``zone``, ``YYYY-MM-DD``."""
     return moment.astimezone(zone).date().isoformat()
 
 
-_QUARTER_MS = 900_000  # every zone's offset, and every change of it, is on a quarter hour
-
-
 @lru_cache(maxsize=65536)
 def _day_of_quarter(quarter: int, zone: tzinfo) -> str:
-    return local_day(datetime.fromtimestamp(quarter * 900, UTC), zone)
+    return local_day(_EPOCH + quarter * _QUARTER, zone)
 
 
 def _day(moment: datetime, zone: tzinfo) -> str:
-    """:func:`local_day`, cached per quarter hour (the fold's hot path)."""
-    return _day_of_quarter(_ms(moment) // _QUARTER_MS, zone)
+    """:func:`local_day`, cached per quarter hour (the fold's hot path): since 1970 every
+    zone's offset, and every change of it, is on a quarter hour, so a quarter hour (exact
+    integer arithmetic, no float rounding) lies in one local day; earlier times (local mean
+    time offsets) are computed directly."""
+    if moment < _EPOCH:
+        return local_day(moment, zone)
+    return _day_of_quarter((moment - _EPOCH) // _QUARTER, zone)
 
 
 def _channel(data: dict[str, Any]) -> str:
@@ -92,7 +111,7 @@ def _products(items: Any) -> list[str]:
             pid = item.get("product_id")
             if pid is not None and not isinstance(pid, bool) and str(pid).strip():
                 ids.add(str(pid).strip())
-    return sorted(ids)[:MAX_ITEMS]
+    return sorted(ids)
 
 
 def fold_event(state: AnalysisState | None, event: CanonicalEvent,
@@ -104,9 +123,10 @@ def fold_event(state: AnalysisState | None, event: CanonicalEvent,
     if fills:  # a fill is never a fact
         filled = {f.get("field") for f in fills if isinstance(f, dict)}
         data = {k: v for k, v in data.items() if k not in filled}
-    day = s["days"].setdefault(_day(event.event_time, zone), {})
-    row = day.setdefault(_channel(data), [0, 0, 0, 0, 0, 0])
-    row[EVENTS] += 1
+    if event.source in ("behavior", "orders"):  # the customer's own actions: activity
+        day = s["days"].setdefault(_day(event.event_time, zone), {})
+        row = day.setdefault(_channel(data), [0, 0, 0, 0, 0, 0])
+        row[EVENTS] += 1
     t = _ms(event.event_time)
     if event.source == "behavior":
         kind = data.get("behavior_type")
@@ -122,7 +142,7 @@ def fold_event(state: AnalysisState | None, event: CanonicalEvent,
             row[PURCHASES] += 1
             row[CENTS] += cents(data.get("amount")) or 0
             products = _products(data.get("items"))
-            if products:
+            if 0 < len(products) <= MAX_ITEMS:
                 raw = data.get("order_id")
                 key = (f"o:{str(raw).strip()}" if raw is not None and str(raw).strip()
                        else f"e:{event.event_id}")
@@ -142,6 +162,16 @@ def fold_event(state: AnalysisState | None, event: CanonicalEvent,
             if known is None or key > known[0]:
                 s["issues"][tid] = [key, issue.strip()]
     return s
+
+
+def _merge_channels(rows: dict[str, list[int]]) -> None:
+    """Keep the first ``MAX_CHANNELS - 1`` channel names of a day, the rest summed under
+    ``other`` (in place)."""
+    names = sorted(n for n in rows if n != OTHER_CHANNEL)
+    merged = rows.get(OTHER_CHANNEL, [0, 0, 0, 0, 0, 0])
+    for name in names[MAX_CHANNELS - 1:]:
+        merged = [a + b for a, b in zip(merged, rows.pop(name), strict=True)]
+    rows[OTHER_CHANNEL] = merged
 
 
 def record_moves(state: AnalysisState, alerts: list[dict[str, Any]]) -> None:
@@ -169,7 +199,10 @@ def prune(state: AnalysisState | None, as_of: datetime, zone: tzinfo,
     first_day = (as_of.astimezone(zone).date() - timedelta(days=DAYS_KEPT)).isoformat()
     days = state["days"]
     if days and min(days) < first_day:
-        state["days"] = {d: v for d, v in days.items() if d >= first_day}
+        days = state["days"] = {d: v for d, v in days.items() if d >= first_day}
+    for rows in days.values():
+        if len(rows) > MAX_CHANNELS:
+            _merge_channels(rows)
     if live_tickets is not None:
         state["issues"] = {k: v for k, v in state["issues"].items() if k in live_tickets}
     floor = _ms(as_of - timedelta(days=BASKET_DAYS))

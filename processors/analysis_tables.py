@@ -23,6 +23,9 @@ from custpulse.processors.lifecycle import decide, evaluated_at
 
 TIME_COLUMNS = ("as_of", "first_order_at", "last_order_at", "last_seen_at", "segment_since",
                 "churn_scored_at")
+NOT_EXPORTED = frozenset({"user_name", "phone", "email"})
+"""Profile fields left out of the analysis tables: contact details, masked in the profile,
+serve no analysis (use only for analysis: the brief's compliance rules)."""
 COLUMNS = {
     "daily": ["user_id", "day", "channel", "browse", "add_to_cart", "purchases", "revenue",
               "returns", "events"],
@@ -51,7 +54,7 @@ def profile_row(user_id: str, value: Mapping[str, Any], library: Any,
     churn fields: the fields the Redis profile hash carries."""
     view = decide(value.get("profile"), value.get("seg"), at, library=library, user_id=user_id,
                   cause="snapshot", event_time=at, processing_time=at, late=False).view
-    row = {"user_id": user_id, **view}
+    row = {"user_id": user_id, **{k: v for k, v in view.items() if k not in NOT_EXPORTED}}
     if value.get("churn") is not None:
         row.update(churn_fold.state_fields(churn_fold.read(dict(value)) or {}, False))
     return {k: _text(v) for k, v in row.items()}

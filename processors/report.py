@@ -47,6 +47,8 @@ CLV_HORIZON_DAYS = 90
 AT_RISK_P_ALIVE = 0.5
 """A valuable customer with P(alive) below this is diagnosed as at risk."""
 MIN_RATED = 10
+CSAT_GAP = 0.2
+"""Points (1..5 scale) an issue type's CSAT must lie below the overall mean to be a finding."""
 """Rated tickets an issue type needs before its CSAT is diagnosed."""
 
 _METRIC_NAMES = {
@@ -54,6 +56,10 @@ _METRIC_NAMES = {
     "add_to_cart": "add-to-cart events", "purchases": "purchases", "buyers": "buyers",
     "revenue": "revenue (CNY)", "conversion_rate": "conversion rate (buyers / active)",
 }
+_OPERATIONS_METRICS = frozenset({"active_customers", "events", "browse", "add_to_cart",
+                                 "conversion_rate"})
+"""Movers of these metrics are findings for operations (traffic and funnel); purchases,
+buyers and revenue for marketing."""
 _ROLE_CHARTS = {"marketing": ("line", "pie", "heatmap"), "operations": ("line", "funnel",
                                                                          "heatmap"),
                 "service": ("line",), "all": CHART_KINDS}
@@ -158,11 +164,36 @@ def _explain(by_tables: Mapping[str, pd.DataFrame], metric: str, change: float) 
     return ("Why: " + "; ".join(parts) + ".") if parts else ""
 
 
+_ANCHOR = pd.Timestamp("2000-01-03")  # a Monday
+
+
+def _window_funnel(daily: pd.DataFrame, profiles: pd.DataFrame, first: pd.Timestamp,
+                   last: pd.Timestamp, zone: tzinfo) -> pd.DataFrame:
+    """:func:`funnel.funnel` of the report's window ``[first, last]`` (local days) as one
+    period: the window's days are mapped onto one week and every earlier day onto the day
+    before it, first orders likewise, so "bought before the period" means before ``first``."""
+    rows = daily[daily["day"] <= last].copy()
+    inside = rows["day"] >= first
+    rows["day"] = _ANCHOR
+    rows.loc[~inside, "day"] = _ANCHOR - pd.Timedelta(days=1)
+    prof = profiles[["user_id", "first_order_at"]].copy()
+    local = prof["first_order_at"].dt.tz_convert(zone).dt.tz_localize(None)
+    anchor = pd.Timestamp(_ANCHOR, tz=zone).tz_convert("UTC")
+    before = pd.Timestamp(_ANCHOR - pd.Timedelta(days=1), tz=zone).tz_convert("UTC")
+    prof["first_order_at"] = prof["first_order_at"].where(
+        local.isna(), anchor).where(~(local < first), before)
+    out = funnel.funnel(rows, freq="W", profiles=prof,
+                        source_tz=getattr(zone, "key", "Asia/Shanghai"))
+    out = out[out["period"].str.startswith(_ANCHOR.strftime("%Y-%m-%d"))].copy()
+    out["period"] = f"{first.date()}..{last.date()}"
+    return out.reset_index(drop=True)
+
+
 def _action_for_drop(metric: str, by_tables: Mapping[str, pd.DataFrame],
                      attrs: pd.DataFrame, first: pd.Timestamp, last: pd.Timestamp,
-                     prev_first: pd.Timestamp) -> tuple[str, str]:
-    """(owner, suggestion) for a falling metric: the customers active before and silent now
-    in the dimension value that explains most of the drop."""
+                     prev_first: pd.Timestamp) -> str:
+    """The suggestion for a falling metric: the customers active before and silent now in the
+    dimension value that explains most of the drop."""
     table = by_tables.get("segment")
     target = None
     if table is not None:
@@ -178,9 +209,9 @@ def _action_for_drop(metric: str, by_tables: Mapping[str, pd.DataFrame],
         silent = silent[silent["segment"] == target]
     n = silent["user_id"].nunique()
     where = f"the {target} segment" if target is not None else "all segments"
-    return ("marketing", f"Re-engage the {n} customers of {where} who were active in the "
-            f"previous period and not in this one (win-back or reminder campaign with a "
-            f"holdout); follow {metric} next period.")
+    who = "the customer" if n == 1 else f"the {n} customers"
+    return (f"Re-engage {who} of {where} active in the previous period and not in this one "
+            f"(win-back or reminder campaign with a holdout); follow {metric} next period.")
 
 
 def last_complete_day(profiles: pd.DataFrame, zone: tzinfo) -> date:
@@ -213,6 +244,11 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
     first, last, prev_first, prev_last = descriptive.period_bounds(pd.Timestamp(end), period)
     # nothing after the report's last day counts (a later, partial day is not compared)
     daily = daily[daily["day"] <= pd.Timestamp(end)]
+    if daily.empty:
+        raise ValueError(f"there is no activity on or before {end.isoformat()}: choose a "
+                         "later --end")
+    if (daily["channel"] == funnel.ALL).any():  # a source's own channel called "all"
+        daily = daily.assign(channel=daily["channel"].replace(funnel.ALL, "all (channel)"))
     until = pd.Timestamp(end + timedelta(days=1), tz=zone).tz_convert("UTC")
     tickets = tickets[tickets["opened_at"] < until]
     label = "week on week" if period == "week" else "month on month (30 days)"
@@ -240,17 +276,20 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
     for _, row in movers.iterrows():
         metric = row["metric"]
         direction = "rose" if row["change"] > 0 else "fell"
+        owner = "operations" if metric in _OPERATIONS_METRICS else "marketing"
         name = _METRIC_NAMES[metric]
         what = (f"{name[:1].upper()}{name[1:]} {direction} {_pct(row['change_pct'])} "
                 f"{label} ({_num(row['previous'], metric)} -> {_num(row['current'], metric)}).")
+        what = what.replace(f"{direction} {_pct(row['change_pct'])}",
+                            f"{direction} {abs(row['change_pct']):.1f}%")
         why = _explain(by, metric, row["change"])
         if row["change"] < 0:
-            owner, suggestion = _action_for_drop(metric, by, attrs, first, last, prev_first)
+            suggestion = _action_for_drop(metric, by, attrs, first, last, prev_first)
         else:
             top = by["channel"][(by["channel"]["metric"] == metric)]
             top = top.loc[top["change"].idxmax(), "channel"] if not top.empty else "it"
-            owner, suggestion = ("marketing", f"Keep what drove the rise: look at what changed "
-                                 f"on channel {top} and extend it to the other channels.")
+            suggestion = (f"Keep what drove the rise: look at what changed on channel {top} "
+                          f"and extend it to the other channels.")
         diagnoses.append(Diagnosis("movers", owner, what, why, suggestion,
                                    f"{metric} {_pct(row['change_pct'])}",
                                    abs(row["change_pct"]) / 100))
@@ -262,14 +301,15 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
 
     # --- segments and value
     shares = descriptive.segment_shares(profiles)
-    if not shares.empty:
+    value_lines: list[str] = []  # for marketing and all
+    if not shares.empty and shares["revenue"].sum() > 0:
         top = shares.iloc[0]
-        conclusions.append(
+        value_lines.append(
             f"{top['segment']} customers ({100 * top['share']:.1f}% of customers) bring "
             f"{100 * top['revenue_share']:.1f}% of revenue over 365 days.")
         if "high_value" in set(shares["segment"]) and top["segment"] != "high_value":
             hv = descriptive.headline_share(shares)
-            conclusions.append(f"High-value customers bring {100 * hv:.1f}% of revenue.")
+            value_lines.append(f"High-value customers bring {100 * hv:.1f}% of revenue.")
     changes = tables["segment_changes"]
     if not changes.empty:
         local = changes["at"].dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
@@ -294,11 +334,9 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
 
     # --- funnel
     freq = "W" if period == "week" else "M"
-    fun = funnel.funnel(daily, freq=freq, profiles=profiles,
-                        source_tz=getattr(zone, "key", "Asia/Shanghai"))
+    fun = _window_funnel(daily, profiles, first, last, zone)
     if not fun.empty:
-        periods = list(dict.fromkeys(fun["period"]))
-        latest = periods[-1]
+        latest = f"{first.date()}..{last.date()}"
         now_all = fun[(fun["period"] == latest) & (fun["channel"] == funnel.ALL)].iloc[0]
         step, rate = now_all["weakest_step"], now_all["weakest_rate"]
         if isinstance(step, str) and not math.isnan(rate):
@@ -371,26 +409,32 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
                                   bands))
         rated = csat[csat["rated"] >= MIN_RATED]
         span = "this period"
-        if rated.empty:  # too few rated tickets this period: the live tickets (365 days)
+        if len(rated) < 2:  # too few rated tickets this period: the live tickets (365 days)
             rated, span = overall[overall["rated"] >= MIN_RATED], "over the last 365 days"
-        if not rated.empty:
+        mean = float(tickets["satisfaction"].mean())
+        # a finding only when one issue type is clearly worse than the tickets overall
+        if len(rated) >= 2 and rated.iloc[0]["csat_mean"] <= mean - CSAT_GAP:
             worst = rated.iloc[0]
-            mean = (tickets["satisfaction"].mean())
             corr = satisfaction.handling_satisfaction_correlation(tickets)
+            handling = worst["handling_minutes_mean"]
+            median = tickets["handling_minutes"].median()
+            why = [f"their mean handling time is {handling:.0f} min against a median of "
+                   f"{median:.0f} min over all tickets" if not math.isnan(handling)
+                   and not math.isnan(median) else "their handling time is not recorded"]
+            if not math.isnan(corr.rho):
+                why.append(f"handling time and satisfaction have a rank correlation of "
+                           f"{corr.rho:.2f} (n={corr.n})")
+            target = (f"target the median handling time of all tickets ({median:.0f} min)"
+                      if not math.isnan(median) else "record handling times to find the delay")
             diagnoses.append(Diagnosis(
                 "csat", "service",
                 f"{worst['issue_type']} tickets have the lowest CSAT {span}: "
                 f"{worst['csat_mean']:.2f} ({100 * worst['satisfied_share']:.0f}% satisfied, "
                 f"{int(worst['rated'])} rated) against {mean:.2f} over all tickets.",
-                f"Why: their mean handling time is {worst['handling_minutes_mean']:.0f} min; "
-                f"handling time and satisfaction have a rank correlation of "
-                f"{corr.rho:.2f} (n={corr.n}).",
-                f"Review the {worst['issue_type']} process and staff the rota for it; target "
-                f"the median handling time of all tickets "
-                f"({tickets['handling_minutes'].median():.0f} min).",
+                "Why: " + "; ".join(why) + ".",
+                f"Review the {worst['issue_type']} process and staff the rota for it; {target}.",
                 f"CSAT {worst['issue_type']} {worst['csat_mean']:.2f}",
                 max(0.0, (mean - worst["csat_mean"]) / 5)))
-        del overall
         trend = satisfaction.complaint_trend(tickets, zone, freq)
         if len(trend) >= 2:
             a, b = trend.iloc[-2], trend.iloc[-1]
@@ -415,6 +459,10 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
                 "complaints", "line", "Complaints per period", "breakdown",
                 series[["complaints", "tickets"]], "tickets",
                 "Tickets opened and complaints among them, per local period."))
+
+    if role == "service" and tickets.empty:
+        conclusions.append("No support tickets in the workers' state: nothing to diagnose "
+                           "for service.")
 
     # --- baskets, campaign effect (marketing)
     if role in ("marketing", "all"):
@@ -489,8 +537,11 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
     diagnoses.sort(key=lambda d: -d.weight)
     report.diagnoses = diagnoses
     leading = [f"{d.what} {d.suggestion}" for d in diagnoses[:3]]
-    if role not in ("marketing", "all"):
-        conclusions = [c for c in conclusions if "revenue" not in c or "High-value" in c][:0]
+    if role in ("marketing", "all"):
+        conclusions += value_lines
+    if not leading and not conclusions:
+        conclusions.append(f"Nothing for {role} moved beyond the noise {label}; the key "
+                           f"metrics below are steady.")
     report.conclusions = (leading + conclusions)[:5]
     return report
 

@@ -36,16 +36,24 @@ def _time_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def file_form(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` as every format holds it: list and dict cells as JSON text, index dropped."""
+    """``frame`` as every format holds it: list and dict cells as JSON text, a column that
+    mixes text and numbers (a field other systems fill either way) as text; index dropped."""
     frame = frame.reset_index(drop=True)
-    nested = [c for c in frame.columns if frame[c].dtype == object
-              and frame[c].map(lambda v: isinstance(v, list | dict)).any()]
-    if not nested:
+    changes = {}
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        kinds = {type(v) for v in frame[column] if not _missing(v)}
+        if kinds & {list, dict}:
+            changes[column] = frame[column].map(
+                lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v)
+        elif len(kinds) > 1 and str in kinds:  # text and numbers mixed: all text
+            changes[column] = frame[column].map(lambda v: v if _missing(v) else str(v))
+    if not changes:
         return frame
     frame = frame.copy()
-    for column in nested:
-        frame[column] = frame[column].map(
-            lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v)
+    for column, values in changes.items():
+        frame[column] = values
     return frame
 
 
@@ -64,7 +72,7 @@ def _unguard(value: object) -> object:
     return value
 
 
-def _guarded(frame: pd.DataFrame) -> pd.DataFrame:
+def guarded(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every text cell guarded (see the module notes)."""
     out = frame.copy()
     for column in out.columns:
@@ -73,15 +81,31 @@ def _guarded(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def check_folder(out: Path) -> None:
+    """Create ``out`` (and parents) or raise :class:`InputError` in one sentence."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"Cannot create the folder {out}: {exc.strerror or exc}; give "
+                         "--out a folder you can write to.") from exc
+    if not out.is_dir():
+        raise InputError(f"{out} is not a folder: give --out a folder.")
+
+
 def write_tables(tables: Mapping[str, pd.DataFrame], fmt: str, out: Path,
                  zone: tzinfo) -> list[Path]:
     """Write each table to ``out/<name>.<ext>``; returns the paths in table order."""
     if fmt not in FORMATS:
         raise InputError(f"Unknown export format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    check_folder(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        return _write(tables, fmt, out, zone)
     except OSError as exc:
-        raise InputError(f"Cannot create the export folder {out}: {exc.strerror}.") from exc
+        raise InputError(f"Cannot write the export into {out}: {exc.strerror or exc}.") from exc
+
+
+def _write(tables: Mapping[str, pd.DataFrame], fmt: str, out: Path,
+           zone: tzinfo) -> list[Path]:
     paths = []
     for name, frame in tables.items():
         path = out / f"{name}.{_EXT[fmt]}"
@@ -89,7 +113,7 @@ def write_tables(tables: Mapping[str, pd.DataFrame], fmt: str, out: Path,
         if fmt == "parquet":
             frame.to_parquet(path, index=False, engine="pyarrow")
         elif fmt == "csv":
-            local = _guarded(frame)
+            local = guarded(frame)
             for column in _time_columns(local):
                 local[column] = local[column].dt.tz_convert(zone).map(
                     lambda t: "" if pd.isna(t) else t.isoformat())
@@ -97,7 +121,7 @@ def write_tables(tables: Mapping[str, pd.DataFrame], fmt: str, out: Path,
                 local["day"] = local["day"].dt.strftime("%Y-%m-%d")
             local.to_csv(path, index=False, encoding="utf-8-sig")
         else:
-            local = _guarded(frame)
+            local = guarded(frame)
             for column in _time_columns(local):
                 local[column] = local[column].dt.tz_convert(zone).dt.tz_localize(None)
             with pd.ExcelWriter(path, engine="openpyxl") as writer:
@@ -119,7 +143,8 @@ def read_table(path: Path, zone: tzinfo, like: pd.DataFrame) -> pd.DataFrame:
         frame = pd.read_csv(path, encoding="utf-8-sig", keep_default_na=False,
                             na_values=[""], dtype=str)
     else:
-        sheets = pd.read_excel(path, sheet_name=None, engine="openpyxl")
+        sheets = pd.read_excel(path, sheet_name=None, engine="openpyxl", keep_default_na=False,
+                               na_values=[""])
         frame = pd.concat(list(sheets.values()), ignore_index=True)
     frame = frame.reindex(columns=like.columns)
     for column in like.columns:

@@ -59,8 +59,9 @@ def export_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 
 def export_command(settings: Settings, fmt: str, out: Path, progress: bool = True) -> int:
-    from custpulse.state.exports import write_tables  # noqa: PLC0415
+    from custpulse.state.exports import check_folder, write_tables  # noqa: PLC0415
 
+    check_folder(out)  # before reading the whole state
     tables = export_tables(load_tables(settings, progress))
     for path in write_tables(tables, fmt, out, settings.zone):
         name = path.stem
@@ -139,15 +140,17 @@ def report_command(settings: Settings, period: str, role: str, out: Path,
                    end: Any = None, costs: Path | None = None, progress: bool = True) -> int:
     from custpulse.errors import InputError  # noqa: PLC0415
     from custpulse.processors.report import ROLES, build_report, read_cost_file  # noqa: PLC0415
+    from custpulse.state.exports import check_folder  # noqa: PLC0415
     from custpulse.streams.report_html import write_report  # noqa: PLC0415
 
-    tables = load_tables(settings, progress)
+    check_folder(out)  # before reading the whole state
     cost_table = None
     if costs is not None:
         try:
             cost_table = read_cost_file(costs)
         except (OSError, ValueError) as exc:
             raise InputError(f"Cannot read the cost file {costs}: {exc}") from exc
+    tables = load_tables(settings, progress)
     if role not in ROLES:
         raise InputError(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
     for one in [role]:
@@ -156,7 +159,11 @@ def report_command(settings: Settings, period: str, role: str, out: Path,
                                   end_day=end, costs=cost_table)
         except ValueError as exc:
             raise InputError(f"Cannot build the report: {exc}.") from exc
-        page, summary = write_report(report, out, progress)
+        try:
+            page, summary = write_report(report, out, progress)
+        except OSError as exc:
+            raise InputError(f"Cannot write the report into {out}: "
+                             f"{exc.strerror or exc}.") from exc
         print(f"{page}\n{summary}")
         for line in report.conclusions[:3]:
             print(f"  - {line}")

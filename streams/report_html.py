@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from custpulse.processors.report import SUMMARY_COLUMNS, Chart, Report  # noqa: E402
+from custpulse.state.exports import check_folder, guarded  # noqa: E402
 
 _CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "SimHei",
               "Microsoft YaHei", "DejaVu Sans"]
@@ -142,7 +143,7 @@ def render_html(report: Report, charts: dict[str, bytes]) -> str:
 
 def write_report(report: Report, out: Path, progress: bool = True) -> tuple[Path, Path]:
     """Write ``report-<role>-<period>-<date>.html`` and the summary CSV next to it."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_folder(out)
     bar = None
     if progress:
         import sys  # noqa: PLC0415
@@ -162,7 +163,8 @@ def write_report(report: Report, out: Path, progress: bool = True) -> tuple[Path
     if bar is not None:
         bar.update(1)
     summary = out / f"{stem}-summary.csv"
-    report.summary().reindex(columns=list(SUMMARY_COLUMNS)).to_csv(
+    # text that starts like a formula is guarded, as in the exports
+    guarded(report.summary().reindex(columns=list(SUMMARY_COLUMNS))).to_csv(
         summary, index=False, encoding="utf-8-sig")
     if bar is not None:
         bar.update(1)

@@ -16,6 +16,7 @@ from custpulse.processors import analysis_state, synthetic
 from custpulse.processors.envelope_fold import EnvelopeFold
 from custpulse.processors.ingest import Accepted, IngestConfig, Position, ingest
 from custpulse.processors.lifecycle import evaluated_at
+from custpulse.schemas.events import CanonicalEvent
 from custpulse.schemas.mapping import load_mappings
 from custpulse.schemas.segments import load_library
 from custpulse.settings import SOURCES
@@ -55,6 +56,8 @@ def _fold(wires: list[dict[str, Any]], size: int) -> dict[str, Any]:
 def _reference_days(as_of: dict[str, datetime]) -> pd.DataFrame:
     rows = []
     for w in EVENTS:
+        if w["source"] not in ("behavior", "orders"):
+            continue  # CRM updates and tickets are not activity
         data = w["data"]
         t = pd.Timestamp(w["event_time"]).tz_convert(ZONE)
         channel = data.get("channel") if isinstance(data.get("channel"), str) else None
@@ -119,7 +122,7 @@ def test_baskets_are_the_paid_orders_with_products_bounded():
             items = sorted({str(i["product_id"]) for i in data.get("items") or []
                             if isinstance(i, dict) and i.get("product_id")})
             ms = int(round(pd.Timestamp(w["event_time"]).timestamp() * 1000))
-            if items and ms > floor:
+            if 0 < len(items) <= analysis_state.MAX_ITEMS and ms > floor:
                 key = f"o:{data['order_id']}"
                 if key not in expected or [ms, items] > expected[key]:
                     expected[key] = [ms, items]
@@ -152,3 +155,60 @@ def test_issue_types_follow_the_live_tickets_and_moves_are_the_alerts():
             -analysis_state.MAX_MOVES:]
     assert issues > 10
     assert sum(len(v["ana"]["moves"]) for v in table.values()) > 20
+
+
+def _event(source: str, when: str, data: dict[str, Any], eid: str) -> CanonicalEvent:
+    return CanonicalEvent.from_wire({
+        "v": 2, "event_id": eid, "source": source, "user_id": "U1", "event_time": when,
+        "ingested_at": when, "data": data, "quality": {}, "origin": {}})
+
+
+def test_channels_beyond_the_cap_merge_the_same_way_in_any_order():
+    import random
+
+    events = [_event("behavior", "2026-11-02T03:00:00+00:00",
+                     {"behavior_type": "browse", "channel": f"c{i:02d}"}, f"e{i}")
+              for i in range(40)]
+    states = []
+    for seed in range(5):
+        order = list(events)
+        random.Random(seed).shuffle(order)
+        state = None
+        for k, e in enumerate(order):
+            state = analysis_state.fold_event(state, e, ZONE)
+            if k % 7 == 0:
+                analysis_state.prune(state, datetime(2026, 11, 3, tzinfo=UTC), ZONE)
+        analysis_state.prune(state, datetime(2026, 11, 3, tzinfo=UTC), ZONE)
+        states.append(state)
+    assert all(s == states[0] for s in states)
+    (rows,) = states[0]["days"].values()
+    assert len(rows) == analysis_state.MAX_CHANNELS
+    assert sorted(rows)[:3] == ["c00", "c01", "c02"]
+    assert rows["other"][analysis_state.BROWSE] == 40 - (analysis_state.MAX_CHANNELS - 1)
+
+
+def test_bulk_orders_are_purchases_but_not_baskets_and_crm_updates_are_not_activity():
+    bulk = [{"product_id": f"SKU{i}"} for i in range(analysis_state.MAX_ITEMS + 1)]
+    state = analysis_state.fold_event(None, _event(
+        "orders", "2026-11-02T03:00:00+00:00",
+        {"order_id": "O1", "status": "paid", "amount": 10, "items": bulk}, "e1"), ZONE)
+    state = analysis_state.fold_event(state, _event(
+        "customers", "2026-11-02T04:00:00+00:00", {"channel": "web", "region": "x"}, "e2"),
+        ZONE)
+    state = analysis_state.fold_event(state, _event(
+        "tickets", "2026-11-02T05:00:00+00:00", {"ticket_id": "T1", "issue_type": "refund"},
+        "e3"), ZONE)
+    assert state["baskets"] == {}
+    assert state["days"] == {"2026-11-02": {"unknown": [0, 0, 1, 1000, 0, 1]}}
+    assert list(state["issues"]) == ["t:T1"]
+
+
+def test_local_days_at_the_edges():
+    # a microsecond before local midnight is still that day; before 1970 (LMT offsets) too
+    late = datetime(2026, 11, 2, 15, 59, 59, 999_999, tzinfo=UTC)  # 23:59:59.999999 +08:00
+    assert analysis_state._day(late, ZONE) == "2026-11-02"
+    old = datetime(1899, 12, 31, 16, 0, tzinfo=UTC)
+    assert analysis_state._day(old, ZONE) == analysis_state.local_day(old, ZONE)
+    york = ZoneInfo("America/New_York")
+    fall = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT -> the day of the change
+    assert analysis_state._day(fall, york) == "2026-11-01"

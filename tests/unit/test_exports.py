@@ -62,3 +62,13 @@ def test_text_from_other_systems_is_never_a_formula_and_reads_back(fmt, tmp_path
         with path.open(encoding="utf-8-sig", newline="") as f:
             rows = list(csv.reader(f))[1:]
         assert all(not r[0].startswith(("=", "+", "-", "@", "\t")) for r in rows)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_mixed_text_and_numbers_and_na_like_text_read_back(fmt, tmp_path):
+    frame = pd.DataFrame({"region": ["NA", "None", "null", "华东", None],
+                          "industry": ["retail", 12, 3.5, None, "00123"]})
+    (path,) = write_tables({"t": frame}, fmt, tmp_path, ZONE)
+    back = read_table(path, ZONE, file_form(frame))
+    pd.testing.assert_frame_equal(back, file_form(frame), check_dtype=False)
+    assert list(back["region"])[:3] == ["NA", "None", "null"]
