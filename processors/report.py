@@ -443,7 +443,7 @@ def build_report(tables: Mapping[str, pd.DataFrame], *, period: str, role: str,
                 if abs(pct) >= 10:
                     diagnoses.append(Diagnosis(
                         "complaints", "service",
-                        f"Complaints {'rose' if pct > 0 else 'fell'} {_pct(pct)} "
+                        f"Complaints {'rose' if pct > 0 else 'fell'} {abs(pct):.1f}% "
                         f"({int(a['complaints'])} in {_period_label(a['period'])} -> "
                         f"{int(b['complaints'])} in {_period_label(b['period'])}).",
                         f"Why: the complaint rate of tickets went from "
@@ -572,8 +572,9 @@ def _clv_part(report: Report, profiles: pd.DataFrame, diagnoses: list[Diagnosis]
              ("mean P(alive)", float(pred["p_alive"].mean())),
              ("BG/NBD r, alpha, a, b", f"{bg.r:.3g}, {bg.alpha:.3g}, {bg.a:.3g}, {bg.b:.3g}"),
              ("Gamma-Gamma p, q, gamma", f"{gg.p:.3g}, {gg.q:.3g}, {gg.gamma:.3g}")]
+    table_rows = [(m, f"{v:,.4g}" if isinstance(v, float) else str(v)) for m, v in rows]
     report.breakdowns.append(("Customer lifetime value", pd.DataFrame(
-        rows, columns=["measure", "value"]).astype({"value": str})))
+        table_rows, columns=["measure", "value"])))
     top = pred.sort_values("expected_value", ascending=False).head(10).reset_index()
     report.breakdowns.append((f"Top expected value, next {CLV_HORIZON_DAYS} days", top))
     seg = profiles.set_index("user_id")["segment"] if "segment" in profiles else None
