@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="channel cost file (CSV or xlsx: channel, cost) for ROI")
     report.add_argument("--no-progress", action="store_true")
 
+    prof = sub.add_parser("profile", help="one live profile (masked) with its as_of, from Redis")
+    prof.add_argument("user_id", metavar="USER_ID")
+    prof.add_argument("--json", action="store_true", help="one JSON object")
+
     status = sub.add_parser("status", help="what the worker has built: counts and profiles")
     status.add_argument("--profiles", type=int, default=3, help="sample profiles to print")
     return parser
@@ -243,6 +247,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                                             not args.no_write, progress)
         return analysis_cli.report_command(settings, args.period, args.role, args.out,
                                            args.end, args.costs, progress)
+    if args.command == "profile":
+        from custpulse.streams.status import print_profile
+
+        return print_profile(settings, args.user_id, args.json)
     if args.command == "status":
         from custpulse.streams.status import print_status
 

@@ -149,3 +149,33 @@ def print_model_status(settings: Settings, as_json: bool = False) -> int:
     for name, weight in sorted(weights.items(), key=lambda kv: -abs(kv[1])):  # type: ignore[attr-defined]
         print(f"  {name:<22} {weight:+.4f}")
     return 0
+
+
+def print_profile(settings: Settings, user_id: str, as_json: bool = False) -> int:
+    """``custpulse profile USER_ID``: one live profile as Redis holds it (masked, as the
+    mirror wrote it), ``as_of`` (the event time its values refer to) first. Exit status 1
+    with one sentence when there is none."""
+    import json  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from custpulse.state.redis_mirror import decode_profile, profile_key  # noqa: PLC0415
+
+    client = check_redis(settings)
+    try:
+        fields = decode_profile(client.hgetall(profile_key(settings, user_id)))
+    finally:
+        client.close()
+    if not fields:
+        print(f"custpulse: no live profile for user id {user_id!r} in Redis at "
+              f"{settings.redis_url} (key {profile_key(settings, user_id)}); check the id "
+              "and CUSTPULSE_REDIS_PREFIX.", file=sys.stderr)
+        return 1
+    first = [k for k in ("as_of", "updated_at", "version") if k in fields]
+    ordered = {k: fields[k] for k in first + sorted(k for k in fields if k not in first)}
+    if as_json:
+        print(json.dumps({"user_id": user_id, **ordered}, ensure_ascii=False))
+        return 0
+    print(f"profile {user_id} as of {ordered.get('as_of', '?')}")
+    for key, value in ordered.items():
+        print(f"  {key:<24} {value}")
+    return 0

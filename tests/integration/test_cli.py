@@ -91,3 +91,32 @@ def test_bad_user_mapping_is_one_sentence(settings: Settings, tmp_path):
     data.write_text('{"user_id": "U1", "order_time": "2024-01-01"}\n')
     result = run_cli(settings, "import", "orders", str(data), "--mapping", str(bad))
     _one_sentence(result, "m.yaml")
+
+
+def test_profile_prints_one_live_profile_with_its_as_of(settings: Settings):
+    import json
+
+    import redis
+
+    from custpulse.state.redis_mirror import profile_fields, profile_key
+
+    fields = profile_fields({"by_source": {"orders": 2}, "last_event_time": None},
+                            "2026-11-30T00:00:01.000Z",
+                            {"as_of": "2026-11-29T10:00:00.000Z", "phone": "136****5863",
+                             "segment": "regular", "orders_total": 2})
+    client = redis.Redis.from_url(settings.redis_url)
+    client.hset(profile_key(settings, "U42"), mapping=fields)
+    client.close()
+    shown = run_cli(settings, "profile", "U42")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "profile U42 as of 2026-11-29T10:00:00.000Z"
+    assert lines[1].split() == ["as_of", "2026-11-29T10:00:00.000Z"]
+    assert "136****5863" in shown.stdout and "regular" in shown.stdout
+    as_json = json.loads(run_cli(settings, "profile", "U42", "--json").stdout)
+    assert as_json["user_id"] == "U42" and as_json["orders_total"] == "2"
+    missing = run_cli(settings, "profile", "nobody")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("custpulse: no live profile for user id 'nobody'")
+    _one_sentence(run_cli(settings, "profile", "U42", REDIS_URL="redis://127.0.0.1:1/0"),
+                  "Cannot reach Redis")
