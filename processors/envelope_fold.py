@@ -121,6 +121,8 @@ class EnvelopeResult:
     """``(kind, event time)`` signals for :class:`~custpulse.processors.ops.OpsMonitor`."""
     ticked: int = 0
     """Customers re-evaluated by tick records (each named customer with a stored value)."""
+    event_times: list[datetime] = field(default_factory=list)
+    """Event time of each accepted event, in order (for the event-lag metric)."""
 
 
 @dataclass(slots=True)
@@ -346,6 +348,7 @@ class EnvelopeFold:
         result.accepted[event.source] += 1
         c.dirty = c.mirror = True
         moment = event.event_time
+        result.event_times.append(moment)
         kind = ops_signal(event)
         if kind is not None:
             result.ops.append((kind, moment))

@@ -122,7 +122,7 @@ class MirrorCache:
 
 
 async def write_profiles(client: Any, items: list[ProfileWrite], settings: Settings,
-                         cache: MirrorCache | None = None) -> None:
+                         cache: MirrorCache | None = None, metrics: Any = None) -> None:
     """Mirror each customer and publish its alerts, all in one MULTI/EXEC pipeline (one round
     trip per announcement), retrying with backoff (0.1 s doubling to 5 s) until Redis accepts
     it. The caller's offset does not advance meanwhile, so an outage delays the mirror but
@@ -138,7 +138,9 @@ async def write_profiles(client: Any, items: list[ProfileWrite], settings: Setti
 
     With a ``cache`` (:class:`MirrorCache`) a write carries only the fields that changed since
     this worker's last write of the customer; one that Redis refuses (its base is not what
-    Redis holds) is sent again whole, in a second pipeline.
+    Redis holds) is sent again whole, in a second pipeline. ``metrics`` (optional): counts the
+    errors (``redis_write_errors`` by error type) and the pipelines sent again
+    (``redis_write_retries``).
     """
     if not items:
         return
@@ -168,6 +170,9 @@ async def write_profiles(client: Any, items: list[ProfileWrite], settings: Setti
             results = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("Redis write failed (%s); retrying in %.1f s", type(exc).__name__, delay)
+            if metrics is not None:
+                metrics.redis_write_errors.labels(type(exc).__name__).inc()
+                metrics.redis_write_retries.inc()
             if cache is not None:  # what Redis holds of them is unknown now
                 for item in pending:
                     cache.forget(item.user_id)
@@ -187,6 +192,8 @@ async def write_profiles(client: Any, items: list[ProfileWrite], settings: Setti
         if retry and cache is not None:
             for item in retry:
                 cache.forget(item.user_id)
+        if retry and metrics is not None:
+            metrics.redis_write_retries.inc()
         pending, alerts = retry, False  # the alerts went out with the first pipeline
 
 

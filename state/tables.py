@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -43,14 +43,19 @@ class ProfileStore:
     fold could only wait for Faust's producer buffer as a whole.
     """
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: faust.Table,
+                 observe_bytes: Callable[[int], None] | None = None) -> None:
         self.table = table
+        self.observe_bytes = observe_bytes
+        """Told the size of each value written (changelog bytes), e.g. a metric."""
 
     def get(self, user_id: str) -> dict[str, Any] | None:
         return self.table.get(user_id)
 
     def put(self, partition: int, user_id: str, value: dict[str, Any]) -> Awaitable[Any]:
         snapshot = wire.dumps(value)
+        if self.observe_bytes is not None:
+            self.observe_bytes(len(snapshot))
         self.table.data[user_id] = value
         return self.table.send_changelog(partition, user_id, snapshot, value_serializer="raw")
 

@@ -37,17 +37,21 @@ from custpulse.schemas.envelope import (
 )
 from custpulse.schemas.mapping import load_mappings
 from custpulse.schemas.segments import load_library
+from custpulse.schemas.times import aware_from_iso
 from custpulse.settings import Settings
 from custpulse.state.deadlines import DeadlineIndex
 from custpulse.state.delivery import Delivery
 from custpulse.state.redis_client import connect
 from custpulse.state.redis_mirror import (
+    SEGMENT_FIELDS,
     MirrorCache,
     ProfileWrite,
     profile_fields,
+    segment_key,
     write_profiles,
 )
 from custpulse.state.tables import ProfileStore, profiles_table
+from custpulse.streams.admin import consumer_lag
 from custpulse.streams.churn_scoring import ModelFollower, ModelHolder
 from custpulse.streams.clock_feed import ClockFeed
 from custpulse.streams.exact_offsets import AHEAD, BEHIND, ExactOffsetsConsumer, LogOrder
@@ -64,6 +68,8 @@ from custpulse.streams.recovery_guard import SeekAfterRecovery
 log = logging.getLogger("custpulse.agents")
 
 DEADLINE_INTERVAL_S = 0.5
+SAMPLE_INTERVAL_S = 15.0
+"""Seconds between samples of consumer lag and segment sizes for the metrics."""
 TICK_MAX_DELAY_S = 5.0
 """While the fold has unread messages in a partition of ``<prefix>events`` (a backfill, a
 backlog), its due deadlines wait for the fold to catch up (the customers' queued events apply
@@ -103,7 +109,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
     out_topic(settings.campaign_triggers_topic)
     ops_topic = out_topic(settings.ops_alerts_topic)
     profiles = profiles_table(app, settings)
-    store = ProfileStore(profiles)
+    store = ProfileStore(profiles, metrics.table_value_bytes.observe)
     library = load_library(settings.segments)
     campaigns = load_campaigns(settings.campaigns)
     # the fold's watermark: every ingest process's reports on <prefix>clock (clock_feed)
@@ -188,12 +194,13 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
             ProfileWrite(user_id, m.version, profile_fields(m.counts, m.updated_at, m.view),
                          encoded[id(m)])
             for mirrors in rounds for user_id, m in mirrors.items()
-        ], settings, mirrored)
+        ], settings, mirrored, metrics)
         # straight to the app's producer (the topics are declared above): Faust's per-message
         # send machinery costs more than the alert itself, and a backfill announces many
         producer = app.producer
         sent = []
         by_group: Counter[str] = Counter()
+        now_s = time.time()
         for mirrors in rounds:
             for user_id, m in mirrors.items():
                 key = user_id.encode()
@@ -201,7 +208,14 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     by_group[alert["group"]] += 1
                     sent.append(await producer.send(settings.segment_changes_topic, key,
                                                     value, None, None, None))
+                    if not alert.get("historical"):
+                        moved = aware_from_iso(alert.get("event_time"))
+                        if moved is not None:
+                            metrics.alert_lag.observe(max(0.0, now_s - moved.timestamp()))
                     for trigger in campaign_triggers(campaigns, alert):
+                        metrics.campaign_triggers.labels(
+                            str(trigger["action"].get("campaign", "")),
+                            "true" if trigger["holdout"] else "false").inc()
                         sent.append(await producer.send(
                             settings.campaign_triggers_topic, key, wire.dumps(trigger),
                             None, None, None))
@@ -337,6 +351,9 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                     ops.observe(kind, at)
                 for source, n in result.accepted.items():
                     metrics.accepted.labels(source).inc(n)
+                now_s = now.timestamp()
+                for at in result.event_times:
+                    metrics.event_lag.observe(max(0.0, now_s - at.timestamp()))
                 for source, n in result.duplicates.items():
                     metrics.duplicates.labels(source).inc(n)
                 await delivery.submit(event, writes, result.mirrors, started)
@@ -412,7 +429,11 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         steps through every deadline up to it in one go. While the fold has unread messages in
         a partition, its ticks wait (at most TICK_MAX_DELAY_S): the customers' queued events
         apply their deadlines themselves, and what is still due afterwards goes in one tick."""
-        watermark = clock.current(datetime.now(UTC))
+        wall = datetime.now(UTC)
+        for name, (at, _lagging) in clock.inputs(wall).items():
+            metrics.watermark.labels(name).set(at.timestamp())
+            metrics.watermark_lag.labels(name).set(max(0.0, (wall - at).total_seconds()))
+        watermark = clock.current(wall)
         if watermark is None:
             return
         clock_s = time.monotonic()
@@ -433,6 +454,30 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
                 raise
             metrics.tick_records.inc(len(records))
             metrics.tick_customers.inc(sum(len(r["users"]) for r in records))
+
+    @app.timer(SAMPLE_INTERVAL_S)
+    async def sample_gauges() -> None:
+        """Consumer lag per topic and partition (kafka-python, in a thread) and segment sizes
+        (SCARD of the Redis segment sets), for the metrics."""
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(None, consumer_lag,
+                                                                    settings)
+        except Exception as exc:  # a metric must never stop the worker
+            log.warning("consumer lag sample failed (%s)", type(exc).__name__)
+        else:
+            for row in rows:
+                metrics.consumer_lag.labels(row.topic, str(row.partition)).set(row.lag)
+        client = connect(settings.redis_url)
+        try:
+            for group, _field in SEGMENT_FIELDS:
+                spec = library.groups.get(group)
+                for rule in spec.rules if spec is not None else ():
+                    n = await client.scard(segment_key(settings, group, rule.name))
+                    metrics.segment_customers.labels(group, rule.name).set(n)
+        except Exception as exc:
+            log.warning("segment size sample failed (%s)", type(exc).__name__)
+        finally:
+            await client.aclose()
 
     @app.timer(OPS_INTERVAL_S)
     async def check_ops() -> None:

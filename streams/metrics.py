@@ -24,6 +24,21 @@ class Metrics:
     tick_customers: Counter
     churn_examples: Counter
     churn_model_version: Gauge
+    event_lag: Histogram
+    alert_lag: Histogram
+    campaign_triggers: Counter
+    redis_write_errors: Counter
+    redis_write_retries: Counter
+    watermark: Gauge
+    watermark_lag: Gauge
+    consumer_lag: Gauge
+    segment_customers: Gauge
+    table_value_bytes: Histogram
+
+
+LAG_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                 1800.0, 3600.0)
+"""Seconds, from sub-second (live traffic) up to an hour (a stalled pipeline or a replay)."""
 
 
 def create_metrics(registry: CollectorRegistry) -> Metrics:
@@ -77,5 +92,51 @@ def create_metrics(registry: CollectorRegistry) -> Metrics:
         churn_model_version=Gauge(
             "custpulse_churn_scoring_model_version", "Churn model version this worker scores "
             "with (0: none yet).", registry=registry,
+        ),
+        event_lag=Histogram(
+            "custpulse_event_lag_seconds", "Wall-clock time when an accepted event was folded "
+            "minus its event time (seconds; a replay of history is in the last bucket).",
+            buckets=LAG_BUCKETS_S, registry=registry,
+        ),
+        alert_lag=Histogram(
+            "custpulse_alert_lag_seconds", "Wall-clock time when a segment-change alert was "
+            "sent to Kafka minus the event time of the move (fresh moves only: historical ones "
+            "are a replay).", buckets=LAG_BUCKETS_S, registry=registry,
+        ),
+        campaign_triggers=Counter(
+            "custpulse_campaign_triggers", "Campaign triggers sent, by campaign (from the "
+            "campaign rules) and whether the customer is in the holdout.",
+            ["campaign", "holdout"], registry=registry,
+        ),
+        redis_write_errors=Counter(
+            "custpulse_redis_write_errors", "Mirror pipelines Redis did not take, by error "
+            "type (each is retried).", ["error"], registry=registry,
+        ),
+        redis_write_retries=Counter(
+            "custpulse_redis_write_retries", "Mirror pipelines sent again (after an error, or "
+            "whole after a changes-only write found another base).", registry=registry,
+        ),
+        watermark=Gauge(
+            "custpulse_watermark_timestamp_seconds", "Event-time watermark of each input, as "
+            "this process combines it (Unix seconds).", ["input"], registry=registry,
+        ),
+        watermark_lag=Gauge(
+            "custpulse_watermark_lag_seconds", "Wall clock minus the watermark of each input "
+            "(seconds; grows while an input is idle or stalled).", ["input"], registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "custpulse_consumer_lag_messages", "Messages not yet committed by the pipeline's "
+            "consumer groups, per topic and partition (sampled).", ["topic", "partition"],
+            registry=registry,
+        ),
+        segment_customers=Gauge(
+            "custpulse_segment_customers", "Customers in each segment (the Redis segment "
+            "sets, sampled).", ["group", "segment"], registry=registry,
+        ),
+        table_value_bytes=Histogram(
+            "custpulse_table_value_bytes", "Size of each profiles-table value written "
+            "(changelog bytes per customer).",
+            buckets=(1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288),
+            registry=registry,
         ),
     )
