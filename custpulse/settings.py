@@ -146,6 +146,9 @@ class Settings(BaseModel):
         ".custpulse-data", description="Folder for the worker's local table data."
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = off.")
+    stall_timeout_s: float = Field(
+        120.0, gt=0, description="Liveness: seconds an events partition of this worker may "
+        "lag without its committed offset moving before /healthz/live fails.")
     role: str = Field(
         "all", description="What this worker process runs: 'all' (ingest stage and fold), "
         "'ingest' (raw topics -> <prefix>events only) or 'fold' (<prefix>events -> table, "

@@ -22,6 +22,7 @@ from custpulse.processors.campaigns import campaign_triggers, load_campaigns
 from custpulse.processors.churn_fold import ChurnConfig
 from custpulse.processors.clock import Watermark
 from custpulse.processors.envelope_fold import DeadLetter, EnvelopeFold, Mirror, value_deadline
+from custpulse.processors.health import Health
 from custpulse.processors.ingest import IngestConfig, Position
 from custpulse.processors.lifecycle import decide, evaluated_at
 from custpulse.processors.ops import OpsMonitor
@@ -97,8 +98,11 @@ def new_clock(settings: Settings) -> Watermark:
                      timedelta(seconds=settings.idle_timeout_s))
 
 
-def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> None:
+def register_agents(app: faust.App, settings: Settings, metrics: Metrics,
+                    health: Health | None = None) -> None:
     """Declare topics, the table, the agents and the timers on ``app``."""
+    health = health if health is not None else Health()
+
     def out_topic(name: str, **kw: Any) -> faust.TopicT:
         return app.topic(name, key_serializer="raw", value_serializer="raw", **kw)
 
@@ -376,6 +380,27 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         except Exception as exc:  # a failed look is retried in a second
             log.warning("partition stall check failed (%s: %s)", type(exc).__name__, exc)
 
+    @app.on_partitions_revoked.connect
+    async def not_ready(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        health.set_ready(False, "rebalancing")
+
+    readiness: list[asyncio.Future[Any]] = []
+
+    async def ready_when_recovered() -> None:
+        await app.tables.wait_until_recovery_completed()
+        if any(tp.topic == settings.events_topic for tp in app.consumer.assignment()):
+            health.set_ready(True)
+        else:
+            health.set_ready(False, "no partitions assigned")
+
+    @app.on_rebalance_complete.connect
+    async def ready_after_recovery(sender: Any, **kwargs: Any) -> None:
+        """Ready once the table recovery is done and partitions are assigned (in a task of
+        its own: the signal is sent before recovery completes)."""
+        for task in readiness:
+            task.cancel()
+        readiness[:] = [asyncio.ensure_future(ready_when_recovered())]
+
     @app.on_rebalance_complete.connect
     async def rebuild_deadlines(sender: Any, **kwargs: Any) -> None:
         """After (re)start or rebalance: the stored next deadline of each assigned customer
@@ -430,6 +455,7 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         a partition, its ticks wait (at most TICK_MAX_DELAY_S): the customers' queued events
         apply their deadlines themselves, and what is still due afterwards goes in one tick."""
         wall = datetime.now(UTC)
+        health.beat(time.monotonic())
         for name, (at, _lagging) in clock.inputs(wall).items():
             metrics.watermark.labels(name).set(at.timestamp())
             metrics.watermark_lag.labels(name).set(max(0.0, (wall - at).total_seconds()))
@@ -467,6 +493,18 @@ def register_agents(app: faust.App, settings: Settings, metrics: Metrics) -> Non
         else:
             for row in rows:
                 metrics.consumer_lag.labels(row.topic, str(row.partition)).set(row.lag)
+            # liveness: this worker's events partitions that lag and do not move
+            try:
+                mine = {tp.partition for tp in app.consumer.assignment()
+                        if tp.topic == settings.events_topic}
+            except Exception:  # consumer not started or stopping: nothing to judge
+                mine = set()
+            now_s = time.monotonic()
+            for row in rows:
+                if row.topic == settings.events_topic and row.partition in mine:
+                    health.watch.observe(row.partition, row.committed, row.end, now_s)
+            health.watch.keep_only(frozenset(mine))
+            health.check_progress(now_s)
         client = connect(settings.redis_url)
         try:
             for group, _field in SEGMENT_FIELDS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 from prometheus_client import CollectorRegistry
 
+from custpulse.processors.health import Health
 from custpulse.settings import Settings
 from custpulse.streams.agents import register_agents
 from custpulse.streams.exact_offsets import exact_transport
@@ -28,7 +29,8 @@ class CustpulseApp(faust.App):
 
 
 def create_app(
-    settings: Settings, registry: CollectorRegistry | None = None
+    settings: Settings, registry: CollectorRegistry | None = None,
+    health: Health | None = None,
 ) -> tuple[faust.App, Metrics]:
     """A Faust app with custpulse's topics, tables and agents. The app id is the consumer
     group and the prefix of changelog topics (``<app_id>-profiles-changelog``)."""
@@ -51,5 +53,5 @@ def create_app(
     )
     app.transport_class = exact_transport([settings.events_topic])
     metrics = create_metrics(registry if registry is not None else CollectorRegistry())
-    register_agents(app, settings, metrics)
+    register_agents(app, settings, metrics, health if health is not None else Health())
     return app, metrics

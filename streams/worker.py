@@ -7,14 +7,16 @@ from pathlib import Path
 
 import faust
 import mode
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY
 
 from custpulse.errors import ConfigError
+from custpulse.processors.health import Health, ProgressWatch
 from custpulse.settings import Settings
 from custpulse.streams.admin import check_events_partitions, check_redis, ensure_topics
 from custpulse.streams.app import create_app
 from custpulse.streams.client_logs import cap_client_logs
 from custpulse.streams.gc_tuning import GC_THRESHOLDS, tune_gc
+from custpulse.streams.http import serve
 from custpulse.streams.ingest_worker import IngestWorker
 from custpulse.streams.metrics import create_metrics
 
@@ -41,8 +43,9 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
     check_redis(settings).close()
     created = ensure_topics(settings)
     check_events_partitions(settings)
+    health = Health(ProgressWatch(settings.stall_timeout_s))
     if settings.metrics_port:  # one registry per process: give each process its own port
-        start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104
+        serve(settings.metrics_port, REGISTRY, health)
     level = log_level or settings.log_level
     tune_gc()
     worker: mode.Worker
@@ -50,11 +53,13 @@ def run_worker(settings: Settings, log_level: str | None = None) -> int:
         from custpulse.streams.churn_trainer import ChurnTrainer  # noqa: PLC0415
 
         worker = mode.Worker(ChurnTrainer(settings, REGISTRY), loglevel=level, quiet=True)
+        health.set_ready(True)  # no table to recover
     elif not settings.runs_fold:  # no Faust: the ingest stage alone (streams/ingest_worker.py)
         service = IngestWorker(settings, create_metrics(REGISTRY))
         worker = mode.Worker(service, loglevel=level, quiet=True)
+        health.set_ready(True)  # no table to recover
     else:
-        app, _metrics = create_app(settings, registry=REGISTRY)
+        app, _metrics = create_app(settings, registry=REGISTRY, health=health)
         worker = faust.Worker(app, loglevel=level, quiet=True)
     cap_client_logs()
     if created:

@@ -81,6 +81,13 @@ def test_every_family_with_the_values_of_a_known_input(
         assert time.monotonic() < deadline, "consumer lag was never sampled at 0"
         time.sleep(2)
 
+    # health: ready (recovered, partitions assigned) and live (beating, nothing stalled)
+    for path in ("/healthz/ready", "/healthz/live"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            assert answer.status == 200, path
+            body = json.loads(answer.read())
+            assert body.get("ready", body.get("live")) is True, (path, body)
+
     for name, kind in FAMILIES.items():
         assert name in families, name
         assert families[name].type == kind, name
