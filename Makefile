@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: browser setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench bench-analyses bench-churn lint clean
+.PHONY: browser monitoring setup stack-up stack-down stack-reset stack-status test test-unit test-integration demo bench bench-analyses bench-churn lint clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,9 @@ stack-up:
 browser:
 	@scripts/browser.sh
 
+monitoring:
+	@scripts/monitoring.sh
+
 stack-down:
 	@scripts/stack.sh down
 
@@ -30,10 +33,10 @@ stack-reset:
 stack-status:
 	@scripts/stack.sh status
 
-test: setup stack-up browser
+test: setup stack-up browser monitoring
 	$(BIN)/pytest
 
-test-unit: setup
+test-unit: setup monitoring
 	$(BIN)/pytest tests/unit processors schemas
 
 test-integration: setup stack-up browser
