@@ -21,6 +21,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from custpulse.settings import Settings
+from custpulse.streams.churn_trainer import TrainerMetrics
 from custpulse.streams.metrics import create_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +32,15 @@ DASHBOARD_METRICS = {
     "custpulse_events_accepted_total",
     "custpulse_events_deadlettered_total",
     "custpulse_events_duplicate_total",
+    # throughput, lag, latency, dead letters, segment sizes, alerts, model quality (issue 14)
+    "custpulse_consumer_lag_messages",
+    "custpulse_event_lag_seconds_bucket",
+    "custpulse_alert_lag_seconds_bucket",
+    "custpulse_watermark_lag_seconds",
+    "custpulse_segment_customers",
+    "custpulse_segment_changes_total",
+    "custpulse_campaign_triggers_total",
+    "custpulse_churn_model_roc_auc",
 }
 
 
@@ -206,9 +216,12 @@ def test_dashboard_uses_exported_metrics() -> None:
     }
     registry = CollectorRegistry()
     create_metrics(registry)
+    TrainerMetrics(registry)  # the trainer process's families (model quality)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     exported = {
-        f"{family.name}_total" if family.type == "counter" else family.name
+        family.name + suffix
         for family in registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
     }
     assert DASHBOARD_METRICS <= used
     assert used <= exported, f"not exported by the worker: {sorted(used - exported)}"
