@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from custpulse.settings import SOURCES
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -41,8 +43,24 @@ LAG_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 3
 """Seconds, from sub-second (live traffic) up to an hour (a stalled pipeline or a replay)."""
 
 
+REDIS_ERRORS = ("ConnectionError", "TimeoutError", "ResponseError")
+"""Error types whose counters start at 0 (so a rate over them is 0, not "no data")."""
+
+
 def create_metrics(registry: CollectorRegistry) -> Metrics:
-    """Register custpulse's metrics in ``registry``. Durations are in seconds."""
+    """Register custpulse's metrics in ``registry``. Durations are in seconds. Counters whose
+    label values are known in advance (sources, the usual Redis errors) start at 0, so a
+    dashboard's rate shows 0 on a healthy system rather than no data."""
+    metrics = _families(registry)
+    for source in SOURCES:
+        for counter in (metrics.events_in, metrics.accepted, metrics.duplicates):
+            counter.labels(source)
+    for error in REDIS_ERRORS:
+        metrics.redis_write_errors.labels(error)
+    return metrics
+
+
+def _families(registry: CollectorRegistry) -> Metrics:
     return Metrics(
         events_in=Counter(
             "custpulse_events_in", "Raw messages read from the input topics.", ["source"],
