@@ -146,6 +146,10 @@ class Settings(BaseModel):
         ".custpulse-data", description="Folder for the worker's local table data."
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 = off.")
+    shutdown_wait_s: float = Field(
+        30.0, gt=0, description="At shutdown, seconds to wait for messages in flight to be "
+        "announced (e.g. while Redis is down) before stopping without them (not committed: "
+        "delivered again after the restart).")
     stall_timeout_s: float = Field(
         120.0, gt=0, description="Liveness: seconds an events partition of this worker may "
         "lag without its committed offset moving before /healthz/live fails.")
