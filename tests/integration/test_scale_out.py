@@ -76,7 +76,7 @@ def _mid_stream(settings: Settings, importer: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 120
     while True:
         lag = sum(r.lag for r in consumer_lag(settings))
-        if lag > 200 and importer.poll() is None:
+        if lag > 0 and importer.poll() is None:
             return
         assert importer.poll() is None, "the import ended before the pipeline was busy"
         assert time.monotonic() < deadline, "the pipeline never had lag"
